@@ -1,0 +1,1 @@
+//! capsa-host: the container envelope as a library.

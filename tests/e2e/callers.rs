@@ -1,0 +1,1 @@
+//! podman and containerd drive capsa-runtime exactly as they drive runc.
