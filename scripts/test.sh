@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# capsa's whole test suite. Runs as root (the end-to-end tests make real containers).
+#
+# Builds every binary once, so the end-to-end tests find target/debug/capsa-runtime and friends
+# beside their own executable, then runs every test of the workspace: with cargo-nextest when it is
+# installed (one process per test), else with cargo test. Doc tests run with cargo test either way.
+# Extra arguments go to the test runner (e.g. a test name filter). The exit code is the runner's.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "test.sh: must run as root" >&2
+    exit 1
+fi
+
+echo "test.sh: cargo build --workspace --bins"
+cargo build --workspace --bins
+
+if cargo nextest --version >/dev/null 2>&1; then
+    echo "test.sh: cargo nextest run --workspace"
+    cargo nextest run --workspace --no-fail-fast "$@"
+    echo "test.sh: cargo test --workspace --doc"
+    cargo test --workspace --doc
+else
+    echo "test.sh: cargo test --workspace"
+    cargo test --workspace --no-fail-fast "$@"
+fi
