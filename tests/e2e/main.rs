@@ -1,3 +1,7 @@
 //! End-to-end tests: every test runs the real binaries as root on the real kernel.
+//!
+//! The OCI runtime tests run against capsa-runtime by default; `CAPSA_TEST_RUNTIME=runc` runs
+//! them against runc to validate the suite itself.
 
 mod callers;
+mod lifecycle;
