@@ -83,10 +83,37 @@ fn remove_cgroup_tree(rel: &str) {
     };
     let mut roots: Vec<PathBuf> = hierarchies.flatten().map(|e| e.path()).collect();
     roots.push(PathBuf::from("/sys/fs/cgroup"));
-    for root in roots {
-        let top = root.join(rel);
-        if top.is_dir() {
-            remove_dirs_deepest_first(&top);
+    let tops: Vec<PathBuf> = roots
+        .iter()
+        .map(|root| root.join(rel))
+        .filter(|top| top.is_dir())
+        .collect();
+    // Processes still in the test's cgroups (a container whose caller died mid-test) are the
+    // test's own: kill them, or the cgroups cannot go.
+    let mut members = Vec::new();
+    for top in &tops {
+        collect_cgroup_members(top, &mut members);
+    }
+    members.sort_unstable();
+    members.dedup();
+    if !members.is_empty() {
+        kill_leftovers(&members);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for top in &tops {
+        remove_dirs_deepest_first(top);
+    }
+}
+
+fn collect_cgroup_members(dir: &Path, pids: &mut Vec<i32>) {
+    if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_cgroup_members(&entry.path(), pids);
+            }
         }
     }
 }
@@ -252,7 +279,13 @@ impl Drop for Podman {
 /// The unique tail (`<pid>-<n>`) of a test directory's name, for names derived from it.
 fn dir_suffix(dir: &TempDir) -> String {
     let name = dir.path().file_name().unwrap_or_default().to_string_lossy();
-    name.rsplitn(3, '-').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("-")
+    name.rsplitn(3, '-')
+        .take(2)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 #[test]
@@ -260,7 +293,9 @@ fn podman_runs_an_image_and_shows_its_output() -> Result<()> {
     let registry = Registry::start()?;
     let image = registry.push_busybox("capsa/busybox", "podman")?;
     let podman = Podman::new(&registry)?;
-    let out = podman.run(&image, &["echo", "hi"])?.ok("podman run echo hi")?;
+    let out = podman
+        .run(&image, &["echo", "hi"])?
+        .ok("podman run echo hi")?;
     ensure!(
         out.stdout == "hi\n",
         "podman run printed {:?}, not \"hi\\n\"\nstderr: {}",
@@ -359,7 +394,10 @@ impl Containerd {
                 );
             }
             if self.socket().exists()
-                && self.ctr(&["version"], Duration::from_secs(10))?.status.success()
+                && self
+                    .ctr(&["version"], Duration::from_secs(10))?
+                    .status
+                    .success()
             {
                 return Ok(());
             }

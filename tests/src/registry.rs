@@ -348,13 +348,9 @@ pub fn build_busybox_layout(work: &TempDir, tag: &str) -> Result<PathBuf> {
     let image = format!("{}:{tag}", layout.display());
     let bundle = work.join("bundle");
     let umoci = |args: &[&str]| -> Result<()> {
-        run_with_timeout(
-            Command::new("umoci").args(args),
-            work.path(),
-            TOOL_TIMEOUT,
-        )?
-        .ok(&format!("umoci {}", args.join(" ")))
-        .map(drop)
+        run_with_timeout(Command::new("umoci").args(args), work.path(), TOOL_TIMEOUT)?
+            .ok(&format!("umoci {}", args.join(" ")))
+            .map(drop)
     };
     umoci(&["init", "--layout", &layout.to_string_lossy()])?;
     umoci(&["new", "--image", &image])?;
