@@ -27,7 +27,10 @@ fn create_start_state_delete_walks_through_created_running_stopped() -> Result<(
         "state bundle should be {}: {state}",
         bundle_dir.display()
     );
-    ensure!(state["ociVersion"].is_string(), "state has no ociVersion: {state}");
+    ensure!(
+        state["ociVersion"].is_string(),
+        "state has no ociVersion: {state}"
+    );
     let pid = state["pid"].as_i64().context("created state has a pid")?;
     ensure!(pid > 0, "created state pid: {state}");
     let pid_text = std::fs::read_to_string(&pid_file).context("reading --pid-file")?;
@@ -56,7 +59,10 @@ fn create_start_state_delete_walks_through_created_running_stopped() -> Result<(
         "a stopped container reports pid 0: {state}"
     );
     let out = create.stdout_now();
-    ensure!(out.contains("started") && out.contains("done"), "payload output: {out:?}");
+    ensure!(
+        out.contains("started") && out.contains("done"),
+        "payload output: {out:?}"
+    );
 
     ctx.rt(&["delete", &id])?.ok()?;
     let gone = ctx.rt(&["state", &id])?.failed()?;
@@ -112,7 +118,10 @@ fn kill_delivers_signals_given_by_name_and_number() -> Result<()> {
     wait_for_output(&create, "got-USR2")?;
     ctx.rt(&["kill", &id, "1"])?.ok()?; // SIGHUP
     wait_for_output(&create, "got-HUP")?;
-    ensure!(ctx.state(&id)?["status"] == "running", "handled signals do not stop it");
+    ensure!(
+        ctx.state(&id)?["status"] == "running",
+        "handled signals do not stop it"
+    );
     ctx.rt(&["kill", &id, "KILL"])?.ok()?;
     ctx.wait_status(&id, "stopped", WAIT)?;
     Ok(())
@@ -139,7 +148,10 @@ fn kill_with_an_unknown_signal_fails_and_names_it() -> Result<()> {
     let (id, _) = ctx.create(&b, &[])?;
     ctx.rt(&["start", &id])?.ok()?;
     let out = ctx.rt(&["kill", &id, "SIGNOPE"])?.failed()?;
-    ensure!(out.stderr.contains("NOPE"), "stderr should name the signal: {out}");
+    ensure!(
+        out.stderr.contains("NOPE"),
+        "stderr should name the signal: {out}"
+    );
     ensure!(ctx.state(&id)?["status"] == "running", "still running");
     Ok(())
 }
@@ -159,7 +171,10 @@ fn kill_all_signals_every_process_of_the_container() -> Result<()> {
     wait_for_output(&create, "ready")?;
     let ps = ctx.rt(&["ps", "--format", "json", &id])?.ok()?.json()?;
     let pids = ps.as_array().context("ps json is an array")?;
-    ensure!(pids.len() == 3, "pid 1 and two sleeps expected, ps says {ps}");
+    ensure!(
+        pids.len() == 3,
+        "pid 1 and two sleeps expected, ps says {ps}"
+    );
     ctx.rt(&["kill", "--all", &id, "TERM"])?.ok()?;
     ctx.wait_status(&id, "stopped", WAIT)?;
     wait_for_output(&create, "children-gone")?;
@@ -179,7 +194,10 @@ fn delete_of_a_running_container_needs_force() -> Result<()> {
         out.stderr.contains("running") || out.stderr.contains("stopped"),
         "delete should say the container is running: {out}"
     );
-    ensure!(ctx.state(&id)?["status"] == "running", "failed delete kept it");
+    ensure!(
+        ctx.state(&id)?["status"] == "running",
+        "failed delete kept it"
+    );
     ctx.rt(&["delete", "--force", &id])?.ok()?;
     ctx.rt(&["state", &id])?.failed()?;
     let deadline = std::time::Instant::now() + WAIT;
@@ -189,7 +207,10 @@ fn delete_of_a_running_container_needs_force() -> Result<()> {
         if stat.contains(") Z") {
             break;
         }
-        ensure!(std::time::Instant::now() < deadline, "payload {pid} survived delete --force");
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "payload {pid} survived delete --force"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     ensure!(
@@ -207,7 +228,10 @@ fn delete_of_a_created_container_works_with_force() -> Result<()> {
     let (id, create) = ctx.create(&b, &[])?;
     ctx.rt(&["delete", "--force", &id])?.ok()?;
     ctx.rt(&["state", &id])?.failed()?;
-    ensure!(!create.stdout_now().contains("never"), "the payload never ran");
+    ensure!(
+        !create.stdout_now().contains("never"),
+        "the payload never ran"
+    );
     ctx.assert_nothing_left(&id, &b)
 }
 
@@ -221,7 +245,11 @@ fn list_shows_containers_as_table_and_json() -> Result<()> {
     let pid = ctx.pid_of(&id)?;
 
     let table = ctx.rt(&["list"])?.ok()?;
-    let header = table.stdout.lines().next().context("list prints a header")?;
+    let header = table
+        .stdout
+        .lines()
+        .next()
+        .context("list prints a header")?;
     for col in ["ID", "PID", "STATUS", "BUNDLE"] {
         ensure!(header.contains(col), "table header lacks {col}: {table}");
     }
@@ -230,14 +258,20 @@ fn list_shows_containers_as_table_and_json() -> Result<()> {
         .lines()
         .find(|l| l.split_whitespace().next() == Some(id.as_str()))
         .with_context(|| format!("no row for {id}: {table}"))?;
-    ensure!(row.contains(&pid.to_string()) && row.contains("running"), "row: {row}");
+    ensure!(
+        row.contains(&pid.to_string()) && row.contains("running"),
+        "row: {row}"
+    );
 
     let json = ctx.rt(&["list", "--format", "json"])?.ok()?.json()?;
     let entry = json
         .as_array()
         .and_then(|a| a.iter().find(|c| c["id"] == id.as_str()))
         .with_context(|| format!("no {id} in {json}"))?;
-    ensure!(entry["status"] == "running" && entry["pid"] == pid, "entry: {entry}");
+    ensure!(
+        entry["status"] == "running" && entry["pid"] == pid,
+        "entry: {entry}"
+    );
     Ok(())
 }
 
@@ -258,9 +292,15 @@ fn ps_lists_the_container_processes() -> Result<()> {
         .filter_map(|p| p.as_i64())
         .collect();
     ensure!(pids.len() == 2, "two processes expected: {ps}");
-    ensure!(pids.contains(&i64::from(pid)), "ps lacks the init pid {pid}: {ps}");
+    ensure!(
+        pids.contains(&i64::from(pid)),
+        "ps lacks the init pid {pid}: {ps}"
+    );
     let table = ctx.rt(&["ps", &id])?.ok()?;
-    ensure!(table.stdout.contains("PID") && table.stdout.contains("sleep"), "{table}");
+    ensure!(
+        table.stdout.contains("PID") && table.stdout.contains("sleep"),
+        "{table}"
+    );
     Ok(())
 }
 
@@ -272,7 +312,11 @@ fn spec_writes_a_config_that_run_accepts() -> Result<()> {
     ctx.rt(&["spec", "--bundle", path_str(&b.dir)?])?.ok()?;
     let text = std::fs::read_to_string(b.config_path()).context("spec wrote no config.json")?;
     let mut spec: serde_json::Value = serde_json::from_str(&text).context("spec's config.json")?;
-    ensure!(spec["root"]["path"] == "rootfs", "spec root: {}", spec["root"]);
+    ensure!(
+        spec["root"]["path"] == "rootfs",
+        "spec root: {}",
+        spec["root"]
+    );
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "echo from-spec"]);
     spec["linux"]["cgroupsPath"] = b.cgroup.clone().into();
@@ -288,7 +332,10 @@ fn features_prints_json() -> Result<()> {
     let json = ctx.rt(&["features"])?.ok()?.json()?;
     ensure!(json["ociVersionMax"].is_string(), "features: {json}");
     let hooks = json["hooks"].as_array().context("features lists hooks")?;
-    ensure!(hooks.iter().any(|h| h == "createRuntime"), "features hooks: {json}");
+    ensure!(
+        hooks.iter().any(|h| h == "createRuntime"),
+        "features hooks: {json}"
+    );
     Ok(())
 }
 
@@ -314,7 +361,10 @@ fn run_prints_the_payload_output_and_leaves_no_container() -> Result<()> {
         &mut b,
         &Probe::new().fact("marker", "cat /capsa-rootfs-marker"),
     )?;
-    ensure!(facts.ok("marker")? == "capsa test rootfs", "marker: {facts:?}");
+    ensure!(
+        facts.ok("marker")? == "capsa test rootfs",
+        "marker: {facts:?}"
+    );
     let list = ctx.rt(&["list", "--format", "json"])?.ok()?;
     ensure!(
         !list.stdout.contains("capsa-test-"),

@@ -5,3 +5,4 @@
 
 mod callers;
 mod lifecycle;
+mod namespaces;
