@@ -75,7 +75,8 @@ trap cleanup EXIT
 
 # Runs an apt-get command quietly; on failure prints what apt said and fails.
 quiet_apt() {
-    if ! apt-get "$@" >>"$log" 2>&1; then
+    # Wait for another apt or dpkg to finish rather than fail on its lock.
+    if ! apt-get -o DPkg::Lock::Timeout=300 "$@" >>"$log" 2>&1; then
         echo "install-deps.sh: apt-get $* failed:" >&2
         tail -n 60 "$log" >&2
         return 1
