@@ -5,4 +5,5 @@
 
 mod callers;
 mod lifecycle;
+mod mounts;
 mod namespaces;
