@@ -7,3 +7,4 @@ mod callers;
 mod lifecycle;
 mod mounts;
 mod namespaces;
+mod process;
