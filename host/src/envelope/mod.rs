@@ -1,0 +1,15 @@
+//! The envelope: everything a container's init does to itself between `clone` and `exec` —
+//! entering namespaces, building the rootfs, pivot_root, the terminal, identity and capabilities —
+//! in the order the kernel requires. The runtime side (what the parent does meanwhile) is in
+//! `runtime::create`.
+
+pub mod console;
+pub mod devices;
+pub mod exec;
+pub mod identity;
+pub mod init;
+pub mod mount_options;
+pub mod mounts;
+pub mod namespaces;
+pub mod rootfs;
+pub mod sync;

@@ -1,0 +1,261 @@
+//! `create`: validate the bundle, record the container, make its cgroup, clone its init and walk it
+//! through the envelope until it waits for `start`. A failure at any step undoes every earlier
+//! one: the init is killed, the cgroup and the state directory removed.
+
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::START_SOCKET;
+use super::state::{ContainerDir, Record, StateRoot, Status};
+use crate::cgroups::{Cgroup, Layout};
+use crate::envelope::init::{self, InitArgs};
+use crate::envelope::namespaces::{NamespacePlan, write_id_maps};
+use crate::envelope::sync::{FromInit, ToInit};
+use crate::error::{Context, Error, Result};
+use crate::hooks::run_hooks;
+use crate::spec::Bundle;
+use crate::sys::clone::{Forked, fork_with};
+use crate::sys::fs::{fd_path, write_atomic};
+use crate::sys::proc;
+use crate::sys::socket::{recv, send, seqpacket_pair};
+
+/// What `create` (and `run`) take from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A container whose init waits for start.
+pub struct Created {
+    /// The locked state directory.
+    pub dir: ContainerDir,
+    /// The recorded state.
+    pub record: Record,
+    /// The runtime's end of the sync socket (for `run`, which starts over it).
+    pub sync: OwnedFd,
+}
+
+/// Undoes a partial create unless disarmed.
+struct Rollback {
+    init: Option<Pid>,
+    cgroup: Option<Cgroup>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if let Some(pid) = self.init {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            let _ = cgroup.remove();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Creates container `options.id` from its bundle. The init is left waiting for `start`.
+pub fn create(root: &StateRoot, options: &CreateOptions) -> Result<Created> {
+    let bundle = Bundle::load(&options.bundle)?;
+    let dir = root.create(&options.id)?;
+    let mut rollback = Rollback {
+        init: None,
+        cgroup: None,
+        dir: Some(dir.path().to_path_buf()),
+    };
+
+    let layout = Layout::detect()?;
+    let linux = bundle.linux();
+    let cgroups_path = linux
+        .cgroups_path()
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/{}", options.id)));
+    let cgroup = Cgroup::resolve(&layout, &cgroups_path);
+    let cgroup_existed = cgroup.all_dirs().all(|d| d.exists());
+    cgroup.create(&layout)?;
+    if !cgroup_existed {
+        rollback.cgroup = Some(cgroup.clone());
+    }
+
+    let console = match &options.console_socket {
+        Some(path) => Some(
+            UnixStream::connect(path)
+                .with(|| format!("connect to console socket {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let listener = start_listener(&dir)?;
+    let (parent_sync, child_sync) = seqpacket_pair()?;
+    let plan = NamespacePlan::from_config(linux);
+    let into_cgroup = cgroup.open_v2_dir(&layout);
+    // The cgroup namespace must be created once the init is in its cgroup, so its root is the
+    // container's cgroup: at clone time with CLONE_INTO_CGROUP, else by the init after placement.
+    let mut clone_flags = plan.new;
+    let unshare_cgroup_namespace = plan.new.contains(CloneFlags::CLONE_NEWCGROUP)
+        && (into_cgroup.is_none() || !plan.joins.is_empty());
+    if unshare_cgroup_namespace {
+        clone_flags.remove(CloneFlags::CLONE_NEWCGROUP);
+    }
+    if !plan.joins.is_empty() {
+        // The init joins namespaces first and creates the new ones itself.
+        clone_flags = CloneFlags::empty();
+    }
+
+    // SAFETY: capsa-runtime is single-threaded on this path (no threads are ever started).
+    let forked = unsafe {
+        fork_with(
+            clone_flags.bits(),
+            into_cgroup.as_ref().map(|fd| fd.as_raw_fd()),
+        )?
+    };
+    let child = match forked {
+        Forked::Child => {
+            drop(parent_sync);
+            init::run(InitArgs {
+                id: &options.id,
+                bundle: &bundle,
+                plan: &plan,
+                layout: &layout,
+                cgroup: &cgroup,
+                unshare_cgroup_namespace,
+                sync: child_sync.into_raw_fd(),
+                start_listener: Some(listener.into_raw_fd()),
+                console_socket: console.map(|c| c.into_raw_fd()),
+                no_pivot: options.no_pivot,
+                no_new_keyring: options.no_new_keyring,
+                preserve_fds: options.preserve_fds,
+            })
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(child_sync);
+    drop(listener);
+    drop(console);
+    rollback.init = Some(child);
+
+    if into_cgroup.is_none() {
+        cgroup.add(child.as_raw())?;
+    }
+    if plan.new_user() && plan.joins.is_empty() {
+        write_id_maps(child.as_raw(), linux)?;
+    }
+    send(&parent_sync, &ToInit::Continue)?;
+
+    let mut record = Record {
+        oci_version: bundle.spec.version().clone(),
+        id: options.id.clone(),
+        pid: child.as_raw(),
+        init_start_time: 0,
+        recorded_status: Status::Creating,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        cgroup: Some(cgroup.clone()),
+        hooks: bundle.spec.hooks().clone(),
+    };
+    let hooks = bundle.spec.hooks().as_ref();
+    loop {
+        let message = recv::<FromInit>(&parent_sync)?;
+        match message {
+            Some(FromInit::WriteIdMaps) => {
+                write_id_maps(record.pid, linux)?;
+                send(&parent_sync, &ToInit::Continue)?;
+            }
+            Some(FromInit::InitPid(pid)) => {
+                // The first child forked the real init (as our child, CLONE_PARENT) and exits.
+                let _ = waitpid(child, None);
+                record.pid = pid;
+                rollback.init = Some(Pid::from_raw(pid));
+            }
+            Some(FromInit::RunHooks) => {
+                let state =
+                    serde_json::to_string(&record.oci_state(Status::Creating)).unwrap_or_default();
+                #[allow(deprecated)]
+                run_hooks(
+                    "prestart",
+                    hooks.and_then(|h| h.prestart().as_ref()),
+                    &state,
+                )?;
+                run_hooks(
+                    "createRuntime",
+                    hooks.and_then(|h| h.create_runtime().as_ref()),
+                    &state,
+                )?;
+                send(&parent_sync, &ToInit::HooksDone { state })?;
+            }
+            Some(FromInit::Ready) => break,
+            Some(FromInit::Failed(message)) => {
+                return Err(Error::Step {
+                    step: "container setup".into(),
+                    message,
+                });
+            }
+            None => {
+                let status = waitpid(Pid::from_raw(record.pid), None);
+                rollback.init = None;
+                return Err(Error::Step {
+                    step: "container setup".into(),
+                    message: format!("the container's init died: {status:?}"),
+                });
+            }
+        }
+    }
+
+    record.init_start_time = proc::start_time(record.pid).unwrap_or_default();
+    record.recorded_status = Status::Created;
+    dir.write(&record)?;
+    if let Some(pid_file) = &options.pid_file {
+        write_atomic(pid_file, record.pid.to_string().as_bytes())?;
+    }
+    rollback.init = None;
+    rollback.cgroup = None;
+    rollback.dir = None;
+    Ok(Created {
+        dir,
+        record,
+        sync: parent_sync,
+    })
+}
+
+/// The socket `start` connects to. Bound through the locked directory's descriptor, so the path
+/// stays short whatever the state root's length (unix socket paths are limited to 108 bytes).
+fn start_listener(dir: &ContainerDir) -> Result<OwnedFd> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .with(|| "socket(AF_UNIX, SOCK_SEQPACKET)".to_string())?;
+    let path = short_path(dir, START_SOCKET)?;
+    let addr = UnixAddr::new(&path).with(|| format!("socket address {}", path.display()))?;
+    bind(fd.as_raw_fd(), &addr)
+        .with(|| format!("bind {}", dir.path().join(START_SOCKET).display()))?;
+    listen(&fd, Backlog::new(4).unwrap_or(Backlog::MAXCONN))
+        .with(|| "listen on start socket".to_string())?;
+    Ok(fd)
+}
+
+/// A path to `name` in the container's directory short enough for a socket address.
+pub(crate) fn short_path(dir: &ContainerDir, name: &str) -> Result<PathBuf> {
+    Ok(fd_path(&dir.raw_fd()).join(name))
+}

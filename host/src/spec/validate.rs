@@ -1,0 +1,206 @@
+//! Checks on a parsed config.json that serde cannot express: required sections, namespace
+//! combinations, sysctls that need a namespace, duplicate entries. Each error names the field.
+
+use std::collections::HashSet;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Result, invalid};
+
+/// Validates `spec` for the envelope; the error names the offending field and value.
+pub fn validate(spec: &Spec) -> Result<()> {
+    if !spec.version().starts_with("1.") {
+        return Err(invalid(format!(
+            "ociVersion {:?} is not supported (1.x is)",
+            spec.version()
+        )));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("config.json has no process"))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(invalid("process.args is empty: there is nothing to run"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(invalid(format!(
+            "process.cwd {:?} is not an absolute path",
+            process.cwd()
+        )));
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| invalid("config.json has no linux section"))?;
+
+    let mut seen = HashSet::new();
+    let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+    for ns in namespaces {
+        if !seen.insert(ns.typ()) {
+            return Err(invalid(format!("namespace {} is listed twice", ns.typ())));
+        }
+        if ns.typ() == LinuxNamespaceType::Time {
+            return Err(invalid("the time namespace is not supported"));
+        }
+        if let Some(path) = ns.path()
+            && !path.exists()
+        {
+            return Err(invalid(format!(
+                "namespace {} path {} does not exist",
+                ns.typ(),
+                path.display()
+            )));
+        }
+    }
+    let new = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
+    if !new(LinuxNamespaceType::Mount) {
+        return Err(invalid(
+            "a mount namespace is required: the rootfs is never set up in the host's mount namespace",
+        ));
+    }
+    let user_is_new = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        && linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if user_is_new && !has_maps {
+        return Err(invalid(
+            "a new user namespace needs linux.uidMappings and linux.gidMappings",
+        ));
+    }
+    if !new(LinuxNamespaceType::User) && has_maps {
+        return Err(invalid(
+            "linux.uidMappings are given but there is no user namespace",
+        ));
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !new(LinuxNamespaceType::Uts) {
+        return Err(invalid("hostname is set but there is no uts namespace"));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !new(LinuxNamespaceType::Uts) {
+        return Err(invalid("domainname is set but there is no uts namespace"));
+    }
+    for key in linux
+        .sysctl()
+        .as_ref()
+        .map(|m| m.keys())
+        .into_iter()
+        .flatten()
+    {
+        let needs = sysctl_namespace(key).ok_or_else(|| {
+            invalid(format!(
+                "sysctl {key:?} is not namespaced: it would change the host"
+            ))
+        })?;
+        if !new(needs) {
+            return Err(invalid(format!(
+                "sysctl {key:?} needs a {needs} namespace, which the config does not have"
+            )));
+        }
+    }
+    if linux.seccomp().is_some() {
+        return Err(invalid(
+            "linux.seccomp is not supported yet by this build of capsa-runtime",
+        ));
+    }
+    if let Some(rlimits) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for r in rlimits {
+            if !seen.insert(format!("{:?}", r.typ())) {
+                return Err(invalid(format!("rlimit {:?} is listed twice", r.typ())));
+            }
+            if r.soft() > r.hard() {
+                return Err(invalid(format!(
+                    "rlimit {:?}: soft limit {} is above hard limit {}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                )));
+            }
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        #[allow(deprecated)]
+        let all = [
+            hooks.prestart(),
+            hooks.create_runtime(),
+            hooks.create_container(),
+            hooks.start_container(),
+            hooks.poststart(),
+            hooks.poststop(),
+        ];
+        for hook in all.into_iter().flatten().flatten() {
+            if !hook.path().is_absolute() {
+                return Err(invalid(format!(
+                    "hook path {} is not absolute",
+                    hook.path().display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The namespace a sysctl belongs to, or None if it is global (and so refused).
+fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: [&str; 6] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+    ];
+    if IPC.contains(&key)
+        || key == "kernel.shmmni"
+        || key == "kernel.shm_rmid_forced"
+        || key.starts_with("fs.mqueue.")
+    {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(edit: impl FnOnce(&mut serde_json::Value)) -> Spec {
+        let mut value: serde_json::Value =
+            serde_json::from_str(super::super::default_spec_json()).expect("default parses");
+        edit(&mut value);
+        serde_json::from_value(value).expect("spec parses")
+    }
+
+    #[test]
+    fn global_sysctl_is_refused() {
+        let spec = spec_with(|v| v["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "1"}));
+        let err = validate(&spec).expect_err("refused").to_string();
+        assert!(err.contains("vm.swappiness"), "{err}");
+    }
+
+    #[test]
+    fn missing_mount_namespace_is_refused() {
+        let spec = spec_with(|v| {
+            v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]);
+        });
+        let err = validate(&spec).expect_err("refused").to_string();
+        assert!(err.contains("mount namespace"), "{err}");
+    }
+
+    #[test]
+    fn unknown_namespace_type_names_the_value() {
+        let mut value: serde_json::Value =
+            serde_json::from_str(super::super::default_spec_json()).expect("default parses");
+        value["linux"]["namespaces"] = serde_json::json!([{"type": "bogus"}]);
+        let bytes = serde_json::to_vec(&value).expect("serialises");
+        let err = super::super::parse_config(&bytes)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

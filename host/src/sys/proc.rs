@@ -1,0 +1,24 @@
+//! Facts about processes read from /proc: whether a pid is still the process we started (pids are
+//! reused) and whether it has already exited.
+
+/// The start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat), and whether it
+/// is a zombie. None if the process does not exist.
+pub fn start_time_and_zombie(pid: i32) -> Option<(u64, bool)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: split after its end.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // `rest` starts at field 3 (state); field 22 (starttime) is at index 19.
+    let zombie = matches!(fields.first(), Some(&"Z") | Some(&"X"));
+    Some((fields.get(19)?.parse().ok()?, zombie))
+}
+
+/// The start time of `pid`, for recording alongside the pid.
+pub fn start_time(pid: i32) -> Option<u64> {
+    start_time_and_zombie(pid).map(|(t, _)| t)
+}
+
+/// Whether `pid` is alive (not a zombie) and is the process that started at `start_time`.
+pub fn is_same_live_process(pid: i32, start_time: u64) -> bool {
+    pid > 0 && matches!(start_time_and_zombie(pid), Some((t, false)) if t == start_time)
+}
