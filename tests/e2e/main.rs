@@ -4,6 +4,7 @@
 //! them against runc to validate the suite itself.
 
 mod callers;
+mod console;
 mod lifecycle;
 mod mounts;
 mod namespaces;

@@ -114,16 +114,16 @@ impl Bundle {
     }
 
     pub fn linux(&mut self) -> &mut Linux {
-        self.spec.linux_mut().as_mut().expect("bundle spec has linux")
+        self.spec
+            .linux_mut()
+            .as_mut()
+            .expect("bundle spec has linux")
     }
 
     /// The payload becomes `/bin/sh -c <script>`.
     pub fn payload(&mut self, script: &str) -> &mut Self {
-        self.process().set_args(Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            script.to_owned(),
-        ]));
+        self.process()
+            .set_args(Some(vec!["/bin/sh".into(), "-c".into(), script.to_owned()]));
         self
     }
 

@@ -94,7 +94,8 @@ impl TestContext {
     /// Runs the bundle's config.json as it is on disk.
     pub fn run_written(&self, bundle: &Bundle) -> Result<CmdOutput> {
         let id = self.new_id();
-        self.runtime.exec(&["run", "--bundle", path_str(&bundle.dir)?, &id])
+        self.runtime
+            .exec(&["run", "--bundle", path_str(&bundle.dir)?, &id])
     }
 
     /// Runs `probe` as the bundle's payload; the run must succeed. Returns the printed facts.
@@ -199,7 +200,10 @@ impl TestContext {
             std::thread::sleep(Duration::from_millis(100));
         }
         if !problems.is_empty() {
-            bail!("container {id} left things behind:\n{}", problems.join("\n"));
+            bail!(
+                "container {id} left things behind:\n{}",
+                problems.join("\n")
+            );
         }
         let state = self.rt(&["state", id])?;
         if state.success() {
@@ -220,9 +224,8 @@ pub fn processes_of(dir: &Path, id: &str) -> Vec<i32> {
         .filter(|&pid| pid != me)
         .filter(|pid| {
             let proc = PathBuf::from(format!("/proc/{pid}"));
-            let inside = |link: &str| {
-                std::fs::read_link(proc.join(link)).is_ok_and(|p| p.starts_with(dir))
-            };
+            let inside =
+                |link: &str| std::fs::read_link(proc.join(link)).is_ok_and(|p| p.starts_with(dir));
             let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline);
             inside("root") || inside("cwd") || cmdline.contains(id)

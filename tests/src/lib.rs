@@ -8,6 +8,7 @@
 
 pub mod bundle;
 pub mod cleanup;
+pub mod console;
 pub mod context;
 pub mod mountinfo;
 pub mod probe;
