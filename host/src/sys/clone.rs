@@ -53,16 +53,24 @@ pub unsafe fn fork_with(flags: libc::c_int, cgroup_dir: Option<RawFd>) -> Result
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd as u64;
     }
-    // SAFETY: clone3 with a zero stack behaves like fork: the child runs on a copy of this stack.
-    // `args` outlives the call; the caller guarantees the process is single-threaded.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
+    // clone3 refuses CLONE_PARENT with an exit signal, while the classic clone gives the child
+    // its parent's exit signal (SIGCHLD), which the runtime needs to see the init exit.
+    let use_clone3 = flags & libc::CLONE_PARENT == 0;
+    let ret = if use_clone3 {
+        // SAFETY: clone3 with a zero stack behaves like fork: the child runs on a copy of this
+        // stack. `args` outlives the call; the caller guarantees the process is single-threaded.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        }
+    } else {
+        -1
     };
-    let ret = if ret < 0 && Errno::last() == Errno::ENOSYS && cgroup_dir.is_none() {
+    let ret = if !use_clone3 || (ret < 0 && Errno::last() == Errno::ENOSYS && cgroup_dir.is_none())
+    {
         // SAFETY: as above; the classic clone with a null stack is fork with flags.
         unsafe {
             libc::syscall(
