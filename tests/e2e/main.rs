@@ -5,6 +5,7 @@
 
 mod callers;
 mod console;
+mod hooks;
 mod lifecycle;
 mod mounts;
 mod namespaces;
