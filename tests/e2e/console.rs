@@ -25,7 +25,10 @@ fn terminal_payload_gets_a_pty_whose_master_arrives_on_the_console_socket() -> R
     ensure!(lines.contains(&"/dev/pts/0"), "tty output: {out:?}");
     ensure!(lines.contains(&"stdin-is-a-tty"), "tty output: {out:?}");
     ensure!(lines.contains(&"stdout-is-a-tty"), "tty output: {out:?}");
-    ensure!(lines.contains(&"got-hello"), "input through the master: {out:?}");
+    ensure!(
+        lines.contains(&"got-hello"),
+        "input through the master: {out:?}"
+    );
     ctx.wait_status(&id, "stopped", Duration::from_secs(10))?;
     Ok(())
 }

@@ -141,9 +141,15 @@ fn hook_states_carry_the_lifecycle_status_and_host_pid() -> Result<()> {
         let text = std::fs::read_to_string(log.join(format!("{kind}.json")))
             .with_context(|| format!("{kind} did not run"))?;
         let state: serde_json::Value = serde_json::from_str(&text)?;
-        ensure!(state["status"] == status, "{kind} should see {status}: {state}");
+        ensure!(
+            state["status"] == status,
+            "{kind} should see {status}: {state}"
+        );
         if kind != "poststop" {
-            ensure!(state["pid"] == pid, "{kind} should see host pid {pid}: {state}");
+            ensure!(
+                state["pid"] == pid,
+                "{kind} should see host pid {pid}: {state}"
+            );
         }
     }
     Ok(())

@@ -3,8 +3,10 @@
 //! The OCI runtime tests run against capsa-runtime by default; `CAPSA_TEST_RUNTIME=runc` runs
 //! them against runc to validate the suite itself.
 
+mod bad_input;
 mod callers;
 mod console;
+mod differential;
 mod hooks;
 mod lifecycle;
 mod mounts;

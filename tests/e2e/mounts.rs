@@ -38,9 +38,17 @@ fn default_mounts_are_present_with_their_types() -> Result<()> {
         let m = table
             .get(point)
             .with_context(|| format!("{point} is not mounted: {table:#?}"))?;
-        ensure!(m.fs_type == fs_type, "{point} is {} not {fs_type}", m.fs_type);
+        ensure!(
+            m.fs_type == fs_type,
+            "{point} is {} not {fs_type}",
+            m.fs_type
+        );
     }
-    ensure!(table["/sys"].has_option("ro"), "/sys is mounted ro: {:?}", table["/sys"]);
+    ensure!(
+        table["/sys"].has_option("ro"),
+        "/sys is mounted ro: {:?}",
+        table["/sys"]
+    );
     ensure!(
         table.keys().any(|p| p.starts_with("/sys/fs/cgroup")),
         "cgroups are mounted under /sys/fs/cgroup"
@@ -80,8 +88,14 @@ fn bind_mount_ro_is_read_only_and_rw_is_writable() -> Result<()> {
             .fact("mountinfo", "cat /proc/self/mountinfo"),
     )?;
     ensure!(facts.ok("read-ro")? == "from-host-ro", "{facts:?}");
-    ensure!(facts.get("write-ro")?.status != 0, "wrote to a ro bind: {facts:?}");
-    ensure!(!ro.join("new").exists(), "the ro bind's host dir was written");
+    ensure!(
+        facts.get("write-ro")?.status != 0,
+        "wrote to a ro bind: {facts:?}"
+    );
+    ensure!(
+        !ro.join("new").exists(),
+        "the ro bind's host dir was written"
+    );
     ensure!(facts.ok("read-rw")? == "from-host-rw", "{facts:?}");
     facts.ok("write-rw")?;
     ensure!(
@@ -107,10 +121,15 @@ fn mount_flags_nosuid_nodev_noexec_show_in_mountinfo_and_apply() -> Result<()> {
             .build()
             .expect("a complete tmpfs mount")
     };
-    b.mount(tmpfs("/mnt/flags", &["nosuid", "nodev", "noexec", "mode=755"]));
+    b.mount(tmpfs(
+        "/mnt/flags",
+        &["nosuid", "nodev", "noexec", "mode=755"],
+    ));
     b.mount(tmpfs("/mnt/exec", &["mode=755"]));
     let copy_and_run = |dir: &str| {
-        format!("cat /bin/busybox > {dir}/busybox && chmod 755 {dir}/busybox && {dir}/busybox echo ran")
+        format!(
+            "cat /bin/busybox > {dir}/busybox && chmod 755 {dir}/busybox && {dir}/busybox echo ran"
+        )
     };
     let facts = ctx.probe(
         &mut b,
@@ -126,7 +145,10 @@ fn mount_flags_nosuid_nodev_noexec_show_in_mountinfo_and_apply() -> Result<()> {
     }
     let exec = table.get("/mnt/exec").context("/mnt/exec not mounted")?;
     ensure!(!exec.has_option("noexec"), "/mnt/exec: {exec:?}");
-    ensure!(facts.get("exec-noexec")?.status != 0, "ran from noexec: {facts:?}");
+    ensure!(
+        facts.get("exec-noexec")?.status != 0,
+        "ran from noexec: {facts:?}"
+    );
     ensure!(facts.ok("exec-exec")? == "ran", "{facts:?}");
     Ok(())
 }
@@ -147,12 +169,25 @@ fn readonly_root_makes_slash_unwritable() -> Result<()> {
             .fact("write-shm", "touch /dev/shm/new-file")
             .fact("mountinfo", "cat /proc/self/mountinfo"),
     )?;
-    ensure!(facts.get("write-root")?.status != 0, "/ is writable: {facts:?}");
-    ensure!(facts.get("write-tmp")?.status != 0, "/tmp is writable: {facts:?}");
+    ensure!(
+        facts.get("write-root")?.status != 0,
+        "/ is writable: {facts:?}"
+    );
+    ensure!(
+        facts.get("write-tmp")?.status != 0,
+        "/tmp is writable: {facts:?}"
+    );
     facts.ok("write-shm")?;
-    ensure!(!b.rootfs().join("new-file").exists(), "the rootfs was written");
+    ensure!(
+        !b.rootfs().join("new-file").exists(),
+        "the rootfs was written"
+    );
     let table = mount_table(facts.ok("mountinfo")?)?;
-    ensure!(table["/"].has_option("ro"), "/ is not mounted ro: {:?}", table["/"]);
+    ensure!(
+        table["/"].has_option("ro"),
+        "/ is not mounted ro: {:?}",
+        table["/"]
+    );
     Ok(())
 }
 
@@ -176,11 +211,23 @@ fn masked_paths_are_unreadable() -> Result<()> {
             .fact("file", "cat /etc/secret-file")
             .fact("write-dir", "touch /mnt/secret-dir/x"),
     )?;
-    ensure!(facts.ok("timer_list")? == "0", "/proc/timer_list readable: {facts:?}");
+    ensure!(
+        facts.ok("timer_list")? == "0",
+        "/proc/timer_list readable: {facts:?}"
+    );
     ensure!(facts.ok("keys")? == "0", "/proc/keys readable: {facts:?}");
-    ensure!(facts.out("dir")?.is_empty(), "masked dir shows files: {facts:?}");
-    ensure!(!facts.out("file")?.contains("hidden"), "masked file readable: {facts:?}");
-    ensure!(facts.get("write-dir")?.status != 0, "masked dir writable: {facts:?}");
+    ensure!(
+        facts.out("dir")?.is_empty(),
+        "masked dir shows files: {facts:?}"
+    );
+    ensure!(
+        !facts.out("file")?.contains("hidden"),
+        "masked file readable: {facts:?}"
+    );
+    ensure!(
+        facts.get("write-dir")?.status != 0,
+        "masked dir writable: {facts:?}"
+    );
     Ok(())
 }
 
@@ -203,9 +250,18 @@ fn readonly_paths_are_unwritable() -> Result<()> {
             .fact("writable-elsewhere", "touch /mnt/new"),
     )?;
     ensure!(facts.ok("read")? == "readable", "{facts:?}");
-    ensure!(facts.get("write")?.status != 0, "readonly path writable: {facts:?}");
-    ensure!(facts.get("proc-sys")?.status != 0, "/proc/sys writable: {facts:?}");
-    ensure!(facts.get("sysrq")?.status != 0, "sysrq-trigger writable: {facts:?}");
+    ensure!(
+        facts.get("write")?.status != 0,
+        "readonly path writable: {facts:?}"
+    );
+    ensure!(
+        facts.get("proc-sys")?.status != 0,
+        "/proc/sys writable: {facts:?}"
+    );
+    ensure!(
+        facts.get("sysrq")?.status != 0,
+        "sysrq-trigger writable: {facts:?}"
+    );
     facts.ok("writable-elsewhere")?;
     Ok(())
 }
@@ -241,7 +297,10 @@ fn default_devices_and_dev_symlinks_exist() -> Result<()> {
         ("tty", "5:0"),
     ] {
         let line = format!("{name} character special file {numbers} 666");
-        ensure!(devices.lines().any(|l| l == line), "want {line:?} in:\n{devices}");
+        ensure!(
+            devices.lines().any(|l| l == line),
+            "want {line:?} in:\n{devices}"
+        );
     }
     let links = facts.ok("links")?;
     for line in [
@@ -251,11 +310,17 @@ fn default_devices_and_dev_symlinks_exist() -> Result<()> {
         "stderr /proc/self/fd/2",
         "ptmx pts/ptmx",
     ] {
-        ensure!(links.lines().any(|l| l == line), "want {line:?} in:\n{links}");
+        ensure!(
+            links.lines().any(|l| l == line),
+            "want {line:?} in:\n{links}"
+        );
     }
     ensure!(facts.ok("null")? == "0", "{facts:?}");
     ensure!(facts.ok("zero")? == "16", "{facts:?}");
-    ensure!(facts.get("full")?.status != 0, "writing /dev/full succeeds: {facts:?}");
+    ensure!(
+        facts.get("full")?.status != 0,
+        "writing /dev/full succeeds: {facts:?}"
+    );
     ensure!(facts.ok("urandom")? == "16", "{facts:?}");
     Ok(())
 }

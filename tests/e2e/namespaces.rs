@@ -25,7 +25,10 @@ fn pid_namespace_makes_the_payload_pid_1_and_hides_host_processes() -> Result<()
             .fact("procs", "ls /proc | grep '^[0-9]*$'"),
     )?;
     ensure!(facts.ok("self")? == "1", "payload pid: {facts:?}");
-    ensure!(facts.ok("pid1")?.starts_with("/bin/sh -c"), "pid 1: {facts:?}");
+    ensure!(
+        facts.ok("pid1")?.starts_with("/bin/sh -c"),
+        "pid 1: {facts:?}"
+    );
     let pids: Vec<u32> = facts
         .ok("procs")?
         .lines()
@@ -113,8 +116,14 @@ fn mount_namespace_gives_the_payload_its_own_mount_table() -> Result<()> {
     ctx.rt(&["delete", "--force", &id])?.ok()?;
 
     let facts = capsa_tests::probe::Facts::parse(&out.stdout_now())?;
-    ensure!(facts.ok("marker")? == MARKER_CONTENT.trim_end(), "{facts:?}");
-    ensure!(facts.get("work")?.status != 0, "host /work visible: {facts:?}");
+    ensure!(
+        facts.ok("marker")? == MARKER_CONTENT.trim_end(),
+        "{facts:?}"
+    );
+    ensure!(
+        facts.get("work")?.status != 0,
+        "host /work visible: {facts:?}"
+    );
     let mounts = mountinfo::parse(facts.ok("mountinfo")?)?;
     let root = mounts
         .iter()
@@ -152,7 +161,10 @@ fn network_namespace_has_only_loopback() -> Result<()> {
     let mut b = ctx.bundle()?;
     let facts = ctx.probe(
         &mut b,
-        &Probe::new().fact("ifaces", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"),
+        &Probe::new().fact(
+            "ifaces",
+            "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '",
+        ),
     )?;
     ensure!(facts.ok("ifaces")? == "lo", "interfaces: {facts:?}");
     Ok(())
@@ -187,7 +199,10 @@ fn user_namespace_maps_ids_and_keeps_the_rootfs_usable() -> Result<()> {
     ensure!(words(facts.ok("uid_map")?) == "0 100000 65536", "{facts:?}");
     ensure!(words(facts.ok("gid_map")?) == "0 100000 65536", "{facts:?}");
     ensure!(facts.ok("id")? == "0\n0", "{facts:?}");
-    ensure!(facts.ok("marker")? == MARKER_CONTENT.trim_end(), "{facts:?}");
+    ensure!(
+        facts.ok("marker")? == MARKER_CONTENT.trim_end(),
+        "{facts:?}"
+    );
     // Host root is not mapped: the rootfs shows up as owned by the overflow uid.
     ensure!(facts.ok("owner")? == "65534", "{facts:?}");
     ensure!(facts.ok("tmpfs")? == "x", "{facts:?}");
@@ -218,7 +233,10 @@ fn joining_a_network_namespace_by_path_uses_it() -> Result<()> {
         &mut b,
         &Probe::new().fact("net", "readlink /proc/self/ns/net"),
     )?;
-    ensure!(facts.ok("net")? == expected, "{facts:?}, expected {expected}");
+    ensure!(
+        facts.ok("net")? == expected,
+        "{facts:?}, expected {expected}"
+    );
     Ok(())
 }
 
@@ -242,6 +260,9 @@ fn joining_another_containers_network_namespace_shares_it() -> Result<()> {
         &mut second,
         &Probe::new().fact("net", "readlink /proc/self/ns/net"),
     )?;
-    ensure!(facts.ok("net")? == expected, "{facts:?}, expected {expected}");
+    ensure!(
+        facts.ok("net")? == expected,
+        "{facts:?}, expected {expected}"
+    );
     Ok(())
 }

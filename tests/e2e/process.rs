@@ -135,9 +135,15 @@ fn rlimits_are_applied() -> Result<()> {
     )?;
     let limits = parse_limits(facts.ok("limits")?);
     let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
-    ensure!(limits["Max open files"] == pair("1024", "1024"), "{limits:?}");
+    ensure!(
+        limits["Max open files"] == pair("1024", "1024"),
+        "{limits:?}"
+    );
     ensure!(limits["Max processes"] == pair("321", "654"), "{limits:?}");
-    ensure!(limits["Max core file size"] == pair("0", "4096"), "{limits:?}");
+    ensure!(
+        limits["Max core file size"] == pair("0", "4096"),
+        "{limits:?}"
+    );
     ensure!(facts.ok("ulimit-n")? == "1024", "{facts:?}");
     ensure!(facts.ok("ulimit-Hn")? == "1024", "{facts:?}");
     ensure!(facts.ok("ulimit-u")? == "321", "{facts:?}");
@@ -238,7 +244,10 @@ fn no_new_privileges_is_applied() -> Result<()> {
             &Probe::new().fact("status", "cat /proc/self/status"),
         )?;
         let seen = status_field(facts.ok("status")?, "NoNewPrivs");
-        ensure!(seen == Some(want), "noNewPrivileges {nnp}: NoNewPrivs {seen:?}");
+        ensure!(
+            seen == Some(want),
+            "noNewPrivileges {nnp}: NoNewPrivs {seen:?}"
+        );
     }
     Ok(())
 }
