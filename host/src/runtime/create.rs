@@ -74,7 +74,18 @@ impl Drop for Rollback {
 
 /// Creates container `options.id` from its bundle. The init is left waiting for `start`.
 pub fn create(root: &StateRoot, options: &CreateOptions) -> Result<Created> {
-    let bundle = Bundle::load(&options.bundle)?;
+    create_from(root, options, Bundle::load(&options.bundle)?, None)
+}
+
+/// Like [`create`] from a loaded `bundle`, with the pty master sent to `console` (one end of a
+/// socketpair) when the process has a terminal and no `--console-socket` was given: `run` in the
+/// foreground proxies the terminal itself.
+pub(crate) fn create_from(
+    root: &StateRoot,
+    options: &CreateOptions,
+    bundle: Bundle,
+    console: Option<OwnedFd>,
+) -> Result<Created> {
     let dir = root.create(&options.id)?;
     let mut rollback = Rollback {
         init: None,
@@ -95,13 +106,19 @@ pub fn create(root: &StateRoot, options: &CreateOptions) -> Result<Created> {
         rollback.cgroup = Some(cgroup.clone());
     }
 
-    let console = match &options.console_socket {
+    let console: Option<OwnedFd> = match &options.console_socket {
         Some(path) => Some(
             UnixStream::connect(path)
-                .with(|| format!("connect to console socket {}", path.display()))?,
+                .with(|| format!("connect to console socket {}", path.display()))?
+                .into(),
         ),
-        None => None,
+        None => console,
     };
+    if bundle.process().terminal().unwrap_or(false) && console.is_none() {
+        return Err(crate::error::invalid(
+            "process.terminal is true: give --console-socket (or run in the foreground)",
+        ));
+    }
     let listener = start_listener(&dir)?;
     let (parent_sync, child_sync) = seqpacket_pair()?;
     let plan = NamespacePlan::from_config(linux);

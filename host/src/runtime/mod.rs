@@ -8,6 +8,7 @@ mod kill;
 mod run;
 mod start;
 pub mod state;
+mod tty;
 
 pub use create::{CreateOptions, Created, create};
 pub use delete::delete;
