@@ -155,7 +155,9 @@ ratios() {
     for peer in crun runc youki; do
         local m
         m=$(median_of "$1" "$peer")
-        [[ -n $m ]] && awk -v a="$capsa" -v b="$m" -v p="$peer" 'BEGIN { printf "  capsa/%s = %.3f (ratio of medians)\n", p, a / b }'
+        if [[ -n $m ]]; then
+            awk -v a="$capsa" -v b="$m" -v p="$peer" 'BEGIN { printf "  capsa/%s = %.3f (ratio of medians)\n", p, a / b }'
+        fi
     done
 }
 
