@@ -44,6 +44,12 @@ fn normalise(facts: &Facts, b: &Bundle) -> Result<View> {
         s.replace(&bundle, "<bundle>")
             .replace(&b.cgroup, "<cgroup>")
     };
+    let readonly_paths = b
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.readonly_paths().clone())
+        .unwrap_or_default();
     let mut view = View::new();
     for name in facts.names() {
         let fact = facts.get(name)?;
@@ -57,30 +63,48 @@ fn normalise(facts: &Facts, b: &Bundle) -> Result<View> {
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
-            "mountinfo" => mountinfo::parse(&fact.output)?
-                .into_iter()
-                .map(|m| {
-                    let mut mount_options = m.mount_options.clone();
-                    mount_options.sort();
-                    let mut super_options = m.super_options.clone();
-                    super_options.sort();
-                    // The root mount's source is whatever the runtime mounted the rootfs from.
-                    let source = if m.mount_point == "/" {
-                        "<rootfs>"
-                    } else {
-                        &m.source
-                    };
-                    scrub(&format!(
-                        "{} root={} type={} source={source} opts={} super={}",
-                        m.mount_point,
-                        m.root,
-                        m.fs_type,
-                        mount_options.join(","),
-                        super_options.join(",")
-                    ))
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
+            // Sorted by mount point (stable, so stacked mounts keep their order): the order
+            // of unrelated mounts, e.g. the device binds of a user namespace, means nothing.
+            "mountinfo" => {
+                let mut mounts = mountinfo::parse(&fact.output)?;
+                mounts.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
+                mounts
+                    .into_iter()
+                    .map(|m| {
+                        let mut mount_options = m.mount_options.clone();
+                        let mut super_options = m.super_options.clone();
+                        // Both legitimate, both within the spec:
+                        // - runc 1.1 leaves the cgroup v1 tmpfs at /sys/fs/cgroup writable although
+                        //   the mount says `ro`; capsa mounts it read-only.
+                        // - capsa remounts readonlyPaths also nosuid,nodev,noexec; runc 1.1 only ro.
+                        if m.mount_point == "/sys/fs/cgroup" && m.fs_type == "tmpfs" {
+                            mount_options.retain(|o| o != "ro" && o != "rw");
+                            super_options.retain(|o| o != "ro" && o != "rw");
+                        }
+                        if readonly_paths.contains(&m.mount_point) {
+                            mount_options
+                                .retain(|o| !["nosuid", "nodev", "noexec"].contains(&&**o));
+                        }
+                        mount_options.sort();
+                        super_options.sort();
+                        // The root mount's source is whatever the runtime mounted the rootfs from.
+                        let source = if m.mount_point == "/" {
+                            "<rootfs>"
+                        } else {
+                            &m.source
+                        };
+                        scrub(&format!(
+                            "{} root={} type={} source={source} opts={} super={}",
+                            m.mount_point,
+                            m.root,
+                            m.fs_type,
+                            mount_options.join(","),
+                            super_options.join(",")
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
             _ => scrub(&fact.output),
         };
         view.insert(name.to_owned(), format!("{text}\n[exit {}]", fact.status));
@@ -99,6 +123,26 @@ fn view_under(kind: RuntimeKind, label: &str, configure: &dyn Fn(&mut Bundle)) -
     normalise(&facts, &b)
 }
 
+/// The lines of `want` (runc) missing from `got` and the extra lines of `got`, or both texts
+/// when only the order differs.
+fn line_diff(want: &str, got: &str, subject: &str) -> String {
+    let want_lines: Vec<&str> = want.lines().collect();
+    let got_lines: Vec<&str> = got.lines().collect();
+    let mut out = String::new();
+    for l in want_lines.iter().filter(|l| !got_lines.contains(l)) {
+        out.push_str(&format!("  only under runc:     {l}\n"));
+    }
+    for l in got_lines.iter().filter(|l| !want_lines.contains(l)) {
+        out.push_str(&format!("  only under {subject}: {l}\n"));
+    }
+    if out.is_empty() {
+        out = format!(
+            "same lines in another order:\n--- runc ---\n{want}\n--- {subject} ---\n{got}\n"
+        );
+    }
+    out
+}
+
 /// Compares the view under runc with the view under the runtime under test.
 fn same_view_as_runc(test: &str, configure: &dyn Fn(&mut Bundle)) -> Result<()> {
     if which("runc").is_none() {
@@ -112,8 +156,8 @@ fn same_view_as_runc(test: &str, configure: &dyn Fn(&mut Bundle)) -> Result<()> 
         let got = seen.get(name).map(String::as_str).unwrap_or("<missing>");
         if got != want {
             diffs.push(format!(
-                "fact {name}:\n--- runc ---\n{want}\n--- {} ---\n{got}",
-                subject.name()
+                "fact {name}:\n{}",
+                line_diff(want, got, subject.name())
             ));
         }
     }
