@@ -185,6 +185,8 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     };
     let result = (|| -> Result<Never> {
         if hooks.is_some_and(|h| h.start_container().is_some()) {
+            // The container is `created` until its process runs (the state came at createRuntime).
+            let state = with_status(&state, "created");
             run_hooks(
                 "startContainer",
                 hooks.and_then(|h| h.start_container().as_ref()),
@@ -203,6 +205,17 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     let _ = send(&report_to, &FromInit::Failed(error.to_string()));
     // SAFETY: see run().
     unsafe { libc::_exit(127) }
+}
+
+/// `state` (OCI state JSON) with its status replaced.
+fn with_status(state: &str, status: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut value) => {
+            value["status"] = status.into();
+            value.to_string()
+        }
+        Err(_) => state.to_string(),
+    }
 }
 
 /// The joined-namespace path: setns into the given namespaces, then create the new ones (a new
