@@ -3,8 +3,9 @@
 #
 # Builds every binary once, so the end-to-end tests find target/debug/capsa-runtime and friends
 # beside their own executable, then runs every test of the workspace: with cargo-nextest when it is
-# installed (one process per test), else with cargo test. Doc tests run with cargo test either way.
-# Extra arguments go to the test runner (e.g. a test name filter). The exit code is the runner's.
+# installed (one process per test), else with cargo test. Doc tests run with cargo test either way,
+# before the other tests. Both always run; the exit code is the first failure's.
+# Extra arguments go to the test runner (e.g. a nextest filter: -E 'test(callers)').
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,12 +19,15 @@ fi
 echo "test.sh: cargo build --workspace --bins"
 cargo build --workspace --bins
 
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    echo "test.sh: cargo nextest run --workspace"
-    cargo nextest run --workspace --no-fail-fast "$@"
+    # Doc tests first, so that the run closes on nextest's summary of the real tests.
     echo "test.sh: cargo test --workspace --doc"
-    cargo test --workspace --doc
+    cargo test --workspace --doc || status=$?
+    echo "test.sh: cargo nextest run --workspace"
+    cargo nextest run --workspace --no-fail-fast "$@" || status=$((status ? status : $?))
 else
     echo "test.sh: cargo test --workspace"
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+exit "$status"
