@@ -2,7 +2,11 @@
 //! listing them, and removing it. The host may be cgroup v1, pure v2, or hybrid (v1 controllers
 //! with a v2 hierarchy beside them, as on this project's CI); [`Layout`] finds out which, once.
 
+mod device_filter;
+mod freezer;
 mod layout;
+mod resources;
+pub mod stats;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
 pub use layout::{Hierarchy, Layout};
+pub use resources::effective_device_rules;
 
 use crate::error::{Context, Result};
 

@@ -75,7 +75,10 @@ fn find_executable(arg0: &str, search_path: &str) -> Result<PathBuf> {
         .split(':')
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| invalid(format!("exec {arg0:?}: executable file not found in $PATH")))
+        .ok_or_else(|| Error::Step {
+            step: format!("exec {arg0:?}"),
+            message: "executable file not found in $PATH".into(),
+        })
 }
 
 /// The home directory of `uid` from the container's /etc/passwd, or `/`.

@@ -13,6 +13,7 @@ use super::exec::Program;
 use super::identity::{CapabilityMasks, become_user, set_no_new_privs, set_rlimits};
 use super::mounts::{MountContext, mount_entry};
 use super::namespaces::{NamespacePlan, join_all};
+use super::seccomp::{self, Filter};
 use super::sync::{FromInit, ToInit};
 use super::{console, devices, rootfs};
 use crate::cgroups::{Cgroup, Layout};
@@ -105,9 +106,21 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
         devices::create_symlinks(&root, with_proc)?;
     }
 
+    // The seccomp filter is compiled now, so `start` only loads it.
+    let mut filter = linux
+        .seccomp()
+        .as_ref()
+        .map(Filter::compile)
+        .transpose()
+        .with(|| "linux.seccomp".into())?;
     let hooks = spec.hooks().as_ref();
     let mut state = String::new();
-    if hooks.is_some_and(has_init_side_hooks) {
+    // A seccomp notify listener is sent the OCI state, which comes with the hooks exchange.
+    let listener = linux
+        .seccomp()
+        .as_ref()
+        .is_some_and(seccomp::wants_listener);
+    if hooks.is_some_and(has_init_side_hooks) || listener {
         send(&args.sync, &FromInit::RunHooks)?;
         match wait_for(args.sync, "wait for createRuntime hooks")? {
             ToInit::HooksDone { state: s } => state = s,
@@ -118,6 +131,10 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
             hooks.and_then(|h| h.create_container().as_ref()),
             &state,
         )?;
+    }
+    if let Some(filter) = filter.as_mut() {
+        // listenerPath is a host path: connect while the host's filesystem is still visible.
+        filter.connect_listener(&state)?;
     }
 
     // Create the cwd while the rootfs is still reachable by handle, even if `/` turns read-only.
@@ -173,6 +190,17 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
         .map(CapabilityMasks::from_config)
         .transpose()?
         .unwrap_or_default();
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN. If the payload will not keep it, the
+    // filter is loaded now, before the capabilities go (runc does the same). The cost: every
+    // syscall the init makes from here to execve (setresuid, capset, the Ready/Start messages,
+    // accept4, startContainer hooks) must pass the profile, and a notify agent gets its fd at
+    // create time.
+    if seccomp::load_before_dropping_capabilities(no_new_privileges, caps.effective)
+        && let Some(mut early) = filter.take()
+    {
+        early.load()?;
+    }
     become_user(process, &caps)?;
     mark_fds_cloexec(3 + args.preserve_fds);
     send(&args.sync, &FromInit::Ready)?;
@@ -193,8 +221,12 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
                 &state,
             )?;
         }
-        if process.no_new_privileges().unwrap_or(false) {
+        if no_new_privileges {
             set_no_new_privs()?;
+        }
+        // As late as possible, so the profile need not allow the init's own syscalls.
+        if let Some(filter) = filter.as_mut() {
+            filter.load()?;
         }
         Err(program.exec())
     })();
@@ -311,8 +343,9 @@ fn set_domainname(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A fresh session keyring named after the container, so it does not share the host's keys.
-fn join_session_keyring(id: &str) {
+/// A session keyring named after the container, so it does not share the host's keys. The init
+/// creates it; a process `exec`'d later joins the same one (keyctl joins a keyring it finds by name).
+pub(crate) fn join_session_keyring(id: &str) {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) else {
         return;
@@ -328,7 +361,7 @@ fn join_session_keyring(id: &str) {
 
 /// Marks every descriptor from `first` up close-on-exec, so only stdio and the preserved fds
 /// reach the payload.
-fn mark_fds_cloexec(first: u32) {
+pub(crate) fn mark_fds_cloexec(first: u32) {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range with CLOEXEC only sets flags on our own descriptors.
     unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };

@@ -237,8 +237,14 @@ pub(crate) fn create_from(
         }
     }
 
+    // Limits apply once the init has built the envelope (its mknods and mounts are not subject
+    // to the container's device rules) and before the payload can run, as runc does.
+    if let Some(resources) = linux.resources() {
+        cgroup.apply(&layout, resources, true)?;
+    }
     record.init_start_time = proc::start_time(record.pid).unwrap_or_default();
     record.recorded_status = Status::Created;
+    dir.save_config(&bundle.config_json)?;
     dir.write(&record)?;
     if let Some(pid_file) = &options.pid_file {
         write_atomic(pid_file, record.pid.to_string().as_bytes())?;

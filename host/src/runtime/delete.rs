@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::state::{ContainerDir, Record, StateRoot, Status};
-use crate::cgroups::Cgroup;
+use crate::cgroups::Layout;
 use crate::error::{Error, Result};
 use crate::hooks::run_hooks;
 use crate::sys::pidfd::PidFd;
@@ -30,18 +30,21 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
 
 /// Kills whatever is left of the container and removes it.
 pub(crate) fn destroy(dir: ContainerDir, record: &Record) -> Result<()> {
-    if let Ok(pidfd) = PidFd::open(record.pid)
-        && record.status() != Status::Stopped
-    {
-        let _ = pidfd.signal(libc::SIGKILL);
-        if let Some(cgroup) = &record.cgroup {
-            thaw(cgroup);
+    let layout = Layout::detect()?;
+    let init = PidFd::open(record.pid)
+        .ok()
+        .filter(|_| record.status() != Status::Stopped);
+    match (&record.cgroup, &init) {
+        (Some(cgroup), _) => cgroup.kill_all(&layout)?,
+        (None, Some(init)) => {
+            let _ = init.signal(libc::SIGKILL);
         }
-        let _ = pidfd.wait_exit(Duration::from_secs(5));
+        (None, None) => {}
+    }
+    if let Some(init) = init {
+        let _ = init.wait_exit(Duration::from_secs(5));
     }
     if let Some(cgroup) = &record.cgroup {
-        cgroup.signal_all(libc::SIGKILL)?;
-        thaw(cgroup);
         cgroup.remove()?;
     }
     let hooks = record.hooks.as_ref().and_then(|h| h.poststop().as_ref());
@@ -52,18 +55,4 @@ pub(crate) fn destroy(dir: ContainerDir, record: &Record) -> Result<()> {
         }
     }
     dir.remove()
-}
-
-/// Thaws a frozen cgroup (v1 freezer or v2 cgroup.freeze), so killed processes can die.
-pub(crate) fn thaw(cgroup: &Cgroup) {
-    for dir in cgroup.all_dirs() {
-        let v1 = dir.join("freezer.state");
-        if v1.exists() {
-            let _ = std::fs::write(v1, "THAWED");
-        }
-        let v2 = dir.join("cgroup.freeze");
-        if v2.exists() {
-            let _ = std::fs::write(v2, "0");
-        }
-    }
 }

@@ -3,6 +3,7 @@
 use nix::sys::signal::Signal;
 
 use super::state::{StateRoot, Status};
+use crate::cgroups::Layout;
 use crate::error::{Context, Error, Result, invalid};
 use crate::sys::pidfd::PidFd;
 
@@ -44,11 +45,12 @@ pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
     }
     if all {
         if let Some(cgroup) = &record.cgroup {
-            cgroup.signal_all(signal)?;
-            // Frozen processes only act on signals once thawed; a paused container killed with
-            // --all would otherwise hang around.
-            if status == Status::Paused && signal == libc::SIGKILL {
-                super::delete::thaw(cgroup);
+            if signal == libc::SIGKILL {
+                // Freezes first (or uses cgroup.kill), so nothing forks away, and works on a
+                // paused container, whose frozen processes would otherwise not die.
+                cgroup.kill_all(&Layout::detect()?)?;
+            } else {
+                cgroup.signal_all(signal)?;
             }
         }
         return Ok(());

@@ -1,17 +1,23 @@
-//! Container lifecycle operations on top of the envelope: create, start, run, kill, delete, state,
-//! list and ps, with the state kept under a state root. The `capsa-runtime` CLI is a thin layer
+//! Container lifecycle operations on top of the envelope: create, start, run, exec, kill, delete,
+//! state, list and ps, with the state kept under a state root. The `capsa-runtime` CLI is a thin layer
 //! over these; the engine will call the same functions.
 
+mod control;
 mod create;
 mod delete;
+mod events;
+mod exec;
 mod kill;
 mod run;
 mod start;
 pub mod state;
 mod tty;
 
+pub use control::{pause, resume, update};
 pub use create::{CreateOptions, Created, create};
 pub use delete::delete;
+pub use events::{events, parse_interval};
+pub use exec::{ExecOptions, ProcessFlags, ProcessSource, UserSpec, exec, parse_capability};
 pub use kill::{kill, parse_signal};
 pub use run::run;
 pub use start::start;

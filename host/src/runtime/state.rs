@@ -1,7 +1,8 @@
 //! Container state on disk: one directory per container under the state root (`--root`), holding
-//! `state.json` and, while the container waits to be started, its start socket. Every command
-//! that changes a container holds an exclusive `flock` on its directory, so two commands acting on
-//! one container at once are serialised, and every write is atomic (write + rename).
+//! `state.json`, the `config.json` create validated (for `exec`) and, while the container waits to
+//! be started, its start socket. Every command that changes a container holds an exclusive `flock`
+//! on its directory, so two commands acting on one container at once are serialised, and every
+//! write is atomic (write + rename).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -234,11 +235,33 @@ impl ContainerDir {
         write_atomic(&self.path.join("state.json"), &bytes)
     }
 
+    /// Saves the container's config.json as `create` validated it, byte for byte, for `exec`.
+    ///
+    /// `exec` builds its process from the container's process (env, cwd, user, capabilities,
+    /// rlimits) and applies the container's seccomp profile, so it needs the config as it was at
+    /// create, not as the bundle may read later. It is a file beside state.json rather than part of
+    /// the [`Record`] because a seccomp profile can be tens of kilobytes and every command (`state`,
+    /// `list`, `kill`…) reads the record; this way only `exec` parses it, and `create` pays one
+    /// write of bytes it already holds.
+    pub fn save_config(&self, config_json: &[u8]) -> Result<()> {
+        write_atomic(&self.path.join(CONFIG_SNAPSHOT), config_json)
+    }
+
+    /// The config saved by [`ContainerDir::save_config`], parsed (it was validated at create).
+    pub fn load_config(&self) -> Result<oci_spec::runtime::Spec> {
+        let path = self.path.join(CONFIG_SNAPSHOT);
+        let bytes = std::fs::read(&path).with(|| format!("read {}", path.display()))?;
+        crate::spec::parse_config(&bytes).map_err(|e| invalid(format!("{}: {e}", path.display())))
+    }
+
     /// Removes the directory and everything in it.
     pub fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.path).with(|| format!("remove {}", self.path.display()))
     }
 }
+
+/// The config.json snapshot in a container's directory (see [`ContainerDir::save_config`]).
+const CONFIG_SNAPSHOT: &str = "config.json";
 
 fn lock(path: PathBuf) -> Result<ContainerDir> {
     let fd = open(

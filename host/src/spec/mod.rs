@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 
 pub use default::default_spec_json;
-pub use validate::validate;
+pub use validate::{validate, validate_process};
 
 use crate::error::{Error, Result, invalid};
 
@@ -23,6 +23,9 @@ pub struct Bundle {
     pub spec: Spec,
     /// The rootfs directory, absolute.
     pub rootfs: PathBuf,
+    /// config.json byte for byte as it was parsed and validated: `create` saves it in the
+    /// container's state directory for `exec`.
+    pub config_json: Vec<u8>,
 }
 
 impl Bundle {
@@ -59,7 +62,12 @@ impl Bundle {
         let rootfs = std::fs::canonicalize(&rootfs)
             .map_err(|e| invalid(format!("rootfs {}: {e}", rootfs.display())))?;
         validate(&spec)?;
-        Ok(Self { dir, spec, rootfs })
+        Ok(Self {
+            dir,
+            spec,
+            rootfs,
+            config_json: bytes,
+        })
     }
 
     /// The container process described by the config (validated to exist).

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::error::{Result, invalid};
 
@@ -19,15 +19,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .process()
         .as_ref()
         .ok_or_else(|| invalid("config.json has no process"))?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(invalid("process.args is empty: there is nothing to run"));
-    }
-    if !process.cwd().is_absolute() {
-        return Err(invalid(format!(
-            "process.cwd {:?} is not an absolute path",
-            process.cwd()
-        )));
-    }
+    validate_process(process)?;
     let linux = spec
         .linux()
         .as_ref()
@@ -97,26 +89,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
             )));
         }
     }
-    if linux.seccomp().is_some() {
-        return Err(invalid(
-            "linux.seccomp is not supported yet by this build of capsa-runtime",
-        ));
-    }
-    if let Some(rlimits) = process.rlimits() {
-        let mut seen = HashSet::new();
-        for r in rlimits {
-            if !seen.insert(format!("{:?}", r.typ())) {
-                return Err(invalid(format!("rlimit {:?} is listed twice", r.typ())));
-            }
-            if r.soft() > r.hard() {
-                return Err(invalid(format!(
-                    "rlimit {:?}: soft limit {} is above hard limit {}",
-                    r.typ(),
-                    r.soft(),
-                    r.hard()
-                )));
-            }
-        }
+    if let Some(seccomp) = linux.seccomp() {
+        crate::envelope::seccomp::check(seccomp)?;
     }
     if let Some(hooks) = spec.hooks() {
         #[allow(deprecated)]
@@ -133,6 +107,37 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 return Err(invalid(format!(
                     "hook path {} is not absolute",
                     hook.path().display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Validates a process object: config.json's, or one `exec` runs (from `--process` or built from
+/// the container's with the command line's changes).
+pub fn validate_process(process: &Process) -> Result<()> {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(invalid("process.args is empty: there is nothing to run"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(invalid(format!(
+            "process.cwd {:?} is not an absolute path",
+            process.cwd()
+        )));
+    }
+    if let Some(rlimits) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for r in rlimits {
+            if !seen.insert(format!("{:?}", r.typ())) {
+                return Err(invalid(format!("rlimit {:?} is listed twice", r.typ())));
+            }
+            if r.soft() > r.hard() {
+                return Err(invalid(format!(
+                    "rlimit {:?}: soft limit {} is above hard limit {}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
                 )));
             }
         }

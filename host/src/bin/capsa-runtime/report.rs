@@ -119,12 +119,13 @@ pub fn features() -> String {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": capabilities(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": false},
+            "seccomp": capsa_host::envelope::seccomp::features(),
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         },
         "annotations": {
-            "org.opencontainers.runtime-spec.features.capsa.version": env!("CARGO_PKG_VERSION")
+            "org.opencontainers.runtime-spec.features.capsa.version": env!("CARGO_PKG_VERSION"),
+            "io.github.seccomp.libseccomp.version": capsa_host::envelope::seccomp::libseccomp_version()
         }
     });
     serde_json::to_string_pretty(&features).unwrap_or_default()

@@ -1,0 +1,213 @@
+//! `linux.resources` applied to a container's cgroup: through cgroups-rs for the fields it knows
+//! (cpu, cpuset, memory, pids, blockIO, hugepages, network, v1 devices), directly for the
+//! `unified` key/values, and with a BPF program for device rules on cgroup v2. Each field is
+//! applied on its own so an error names the field the host could not honour.
+
+use cgroups_rs::manager::{FsManager, Manager};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+
+use super::{Cgroup, Layout, device_filter};
+use crate::error::{Context, Error, Result, invalid};
+
+/// Devices every container may use whatever its rules say, as runc allows them: the standard
+/// nodes, the terminal devices and /dev/net/tun. Appended after the config's rules (the last
+/// matching rule wins). Unlike runc, capsa does not also allow mknod of every device, so a rule
+/// that denies a device denies creating it too.
+const ALWAYS_ALLOWED: [(LinuxDeviceType, Option<i64>, Option<i64>); 10] = [
+    (LinuxDeviceType::C, Some(1), Some(3)),
+    (LinuxDeviceType::C, Some(1), Some(5)),
+    (LinuxDeviceType::C, Some(1), Some(7)),
+    (LinuxDeviceType::C, Some(1), Some(8)),
+    (LinuxDeviceType::C, Some(1), Some(9)),
+    (LinuxDeviceType::C, Some(5), Some(0)),
+    (LinuxDeviceType::C, Some(5), Some(1)),
+    (LinuxDeviceType::C, Some(5), Some(2)),
+    (LinuxDeviceType::C, Some(136), None),
+    (LinuxDeviceType::C, Some(10), Some(200)),
+];
+
+/// The device rules to enforce: the config's, then the always-allowed ones.
+pub fn effective_device_rules(configured: &[LinuxDeviceCgroup]) -> Vec<LinuxDeviceCgroup> {
+    let mut rules = configured.to_vec();
+    for (typ, major, minor) in ALWAYS_ALLOWED {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(typ));
+        rule.set_major(major);
+        rule.set_minor(minor);
+        rule.set_access(Some("rwm".to_string()));
+        rules.push(rule);
+    }
+    rules
+}
+
+impl Cgroup {
+    /// Applies `resources` to the cgroup. `initial` is true at create, when the device rules get
+    /// the always-allowed devices appended; `update` passes only what it changes.
+    pub fn apply(&self, layout: &Layout, resources: &LinuxResources, initial: bool) -> Result<()> {
+        let base = self
+            .path
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .to_string();
+        let mut manager = FsManager::new(&base).map_err(|e| Error::Step {
+            step: format!("open cgroup {}", self.path.display()),
+            message: e.to_string(),
+        })?;
+        let mut set = |field: &str, partial: LinuxResources| -> Result<()> {
+            manager.set(&partial).map_err(|e| Error::Step {
+                step: format!(
+                    "apply linux.resources.{field} to cgroup {}",
+                    self.path.display()
+                ),
+                message: describe(&e),
+            })
+        };
+        if let Some(cpu) = resources.cpu() {
+            if cpu.idle().is_some() || cpu.burst().is_some() {
+                self.apply_cpu_extras(layout, cpu.idle(), cpu.burst())?;
+            }
+            let mut partial = LinuxResources::default();
+            partial.set_cpu(Some(cpu.clone()));
+            set("cpu", partial)?;
+        }
+        if let Some(memory) = resources.memory() {
+            let mut partial = LinuxResources::default();
+            partial.set_memory(Some(memory.clone()));
+            set("memory", partial)?;
+        }
+        if let Some(pids) = resources.pids() {
+            let mut partial = LinuxResources::default();
+            partial.set_pids(Some(pids.clone()));
+            set("pids", partial)?;
+        }
+        if let Some(block_io) = resources.block_io() {
+            let mut partial = LinuxResources::default();
+            partial.set_block_io(Some(block_io.clone()));
+            set("blockIO", partial)?;
+        }
+        if let Some(hugepages) = resources
+            .hugepage_limits()
+            .as_ref()
+            .filter(|h| !h.is_empty())
+        {
+            let mut partial = LinuxResources::default();
+            partial.set_hugepage_limits(Some(hugepages.clone()));
+            set("hugepageLimits", partial)?;
+        }
+        if let Some(network) = resources.network() {
+            if layout.is_pure_v2() {
+                return Err(invalid(
+                    "linux.resources.network (net_cls/net_prio) needs cgroup v1; this host is cgroup v2",
+                ));
+            }
+            let mut partial = LinuxResources::default();
+            partial.set_network(Some(network.clone()));
+            set("network", partial)?;
+        }
+        if let Some(devices) = resources.devices() {
+            let rules = if initial {
+                effective_device_rules(devices)
+            } else {
+                devices.clone()
+            };
+            if layout.is_pure_v2() {
+                let dir = self
+                    .unified
+                    .as_ref()
+                    .ok_or_else(|| invalid("no cgroup v2 directory"))?;
+                device_filter::install(dir, &rules)?;
+            } else {
+                let mut partial = LinuxResources::default();
+                partial.set_devices(Some(rules));
+                set("devices", partial)?;
+            }
+        }
+        if let Some(unified) = resources.unified().as_ref().filter(|u| !u.is_empty()) {
+            self.apply_unified(layout, unified)?;
+        }
+        Ok(())
+    }
+
+    /// cpu.idle and cpu.max.burst (v2) / cpu.cfs_burst_us (v1), which cgroups-rs does not set.
+    fn apply_cpu_extras(
+        &self,
+        layout: &Layout,
+        idle: Option<i64>,
+        burst: Option<u64>,
+    ) -> Result<()> {
+        let cpu_dir = if layout.is_pure_v2() {
+            self.unified.clone()
+        } else {
+            self.controller_dir(layout, "cpu")
+        }
+        .ok_or_else(|| invalid("linux.resources.cpu: the host has no cpu controller"))?;
+        if let Some(idle) = idle {
+            write_field(&cpu_dir, "cpu.idle", &idle.to_string(), "cpu.idle")?;
+        }
+        if let Some(burst) = burst {
+            let file = if layout.is_pure_v2() {
+                "cpu.max.burst"
+            } else {
+                "cpu.cfs_burst_us"
+            };
+            write_field(&cpu_dir, file, &burst.to_string(), "cpu.burst")?;
+        }
+        Ok(())
+    }
+
+    /// `linux.resources.unified`: cgroup v2 files written as given.
+    fn apply_unified(
+        &self,
+        layout: &Layout,
+        unified: &std::collections::HashMap<String, String>,
+    ) -> Result<()> {
+        let dir = match (&self.unified, layout.is_pure_v2()) {
+            (Some(dir), true) => dir,
+            _ => {
+                return Err(invalid(
+                    "linux.resources.unified needs a cgroup v2 host; this host is cgroup v1",
+                ));
+            }
+        };
+        for (key, value) in unified {
+            if key.contains('/') || key.starts_with('.') {
+                return Err(invalid(format!(
+                    "linux.resources.unified key {key:?} is not a file name"
+                )));
+            }
+            write_field(dir, key, value, &format!("unified.{key}"))?;
+        }
+        Ok(())
+    }
+
+    /// The directory of this cgroup in the v1 hierarchy that has `controller`.
+    pub fn controller_dir(&self, layout: &Layout, controller: &str) -> Option<std::path::PathBuf> {
+        layout
+            .hierarchies()
+            .iter()
+            .zip(&self.dirs)
+            .find(|(h, _)| h.controllers.iter().any(|c| c == controller))
+            .map(|(_, d)| d.clone())
+    }
+}
+
+fn write_field(dir: &std::path::Path, file: &str, value: &str, field: &str) -> Result<()> {
+    let path = dir.join(file);
+    if !path.exists() {
+        return Err(invalid(format!(
+            "linux.resources.{field}: this host's cgroup has no {file} (kernel or controller missing)"
+        )));
+    }
+    std::fs::write(&path, value).with(|| {
+        format!(
+            "linux.resources.{field}: write {value:?} to {}",
+            path.display()
+        )
+    })
+}
+
+/// A cgroups-rs error in one line (its Display already carries the cause).
+fn describe(e: &cgroups_rs::manager::Error) -> String {
+    e.to_string()
+}
