@@ -7,6 +7,7 @@ mod bad_input;
 mod callers;
 mod console;
 mod differential;
+mod exec;
 mod hooks;
 mod lifecycle;
 mod mounts;
