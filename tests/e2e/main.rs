@@ -13,3 +13,4 @@ mod lifecycle;
 mod mounts;
 mod namespaces;
 mod process;
+mod seccomp;
