@@ -254,11 +254,6 @@ impl Podman {
                 "none",
                 "--pull",
                 "missing",
-                // podman sends its default seccomp profile; capsa-runtime does not apply seccomp
-                // yet and refuses the config ("linux.seccomp is not supported yet"), so the test
-                // runs unconfined for now. Remove these two lines once capsa-runtime has seccomp.
-                "--security-opt",
-                "seccomp=unconfined",
             ])
             .arg("--cgroup-parent")
             .arg(format!("/{}", self.cgroup_parent))
