@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod callers;
+mod cgroups;
 mod console;
 mod differential;
 mod exec;

@@ -58,6 +58,10 @@ pub fn events(
             emit(out, "oom", None)?;
         }
         if record.status() == Status::Stopped {
+            // An OOM kill often is what stopped it: look once more before ending the stream.
+            if cgroup.oom_kills(&layout) > ooms {
+                emit(out, "oom", None)?;
+            }
             return Ok(());
         }
         if Instant::now() >= next_stats {
