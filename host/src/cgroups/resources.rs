@@ -73,12 +73,12 @@ impl Cgroup {
         }
         if let Some(memory) = resources.memory() {
             let mut partial = LinuxResources::default();
-            partial.set_memory(Some(memory.clone()));
+            partial.set_memory(Some(*memory));
             set("memory", partial)?;
         }
         if let Some(pids) = resources.pids() {
             let mut partial = LinuxResources::default();
-            partial.set_pids(Some(pids.clone()));
+            partial.set_pids(Some(*pids));
             set("pids", partial)?;
         }
         if let Some(block_io) = resources.block_io() {

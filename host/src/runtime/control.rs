@@ -7,7 +7,7 @@ use super::state::{Record, StateRoot, Status};
 use crate::cgroups::{Cgroup, Layout};
 use crate::error::{Error, Result, invalid};
 
-fn cgroup_of<'a>(record: &'a Record) -> Result<&'a Cgroup> {
+fn cgroup_of(record: &Record) -> Result<&Cgroup> {
     record
         .cgroup
         .as_ref()
