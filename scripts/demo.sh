@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# capsa's demo: builds capsa (release) and runs a container with it, printing what the container
-# sees of itself. Today: a busybox-static bundle under `capsa-runtime run`. Runs as root.
+# capsa's demo: installs what capsa needs, builds capsa (release) and runs a container with it,
+# printing what the container sees of itself. Today: a busybox-static bundle under `capsa-runtime run`. Runs as root.
 #
 # Everything it makes lives in one temporary directory and one cgroup (/capsa-demo-<pid>), both
 # removed on exit, whatever happens. CAPSA_DEMO_RUNTIME=/path/to/runc runs the same bundle under
@@ -14,6 +14,12 @@ source "$repo/scripts/lib/bundle.sh"
 if [[ $(id -u) -ne 0 ]]; then
     echo "demo.sh: must run as root" >&2
     exit 1
+fi
+
+# A new user's first command: install what capsa needs (idempotent; quick when all is there).
+if [[ -z ${CAPSA_DEMO_SKIP_INSTALL:-} ]]; then
+    echo "demo.sh: installing what capsa needs (scripts/install-deps.sh)"
+    bash "$repo/scripts/install-deps.sh"
 fi
 
 if [[ -z ${CAPSA_DEMO_RUNTIME:-} ]]; then
