@@ -199,9 +199,11 @@ fn denied_syscall_fails_with_eperm_while_others_work() -> Result<()> {
 fn profile_applies_without_no_new_privileges() -> Result<()> {
     // Without no_new_privs the filter is loaded before the capabilities are dropped.
     let ctx = TestContext::new("seccomp-nnp-off")?;
-    let b = bundle_with(&ctx, deny_mkdir(None), &mkdir_probe())?;
+    let mut b = ctx.bundle()?;
+    b.payload(&mkdir_probe().script());
+    b.process().set_no_new_privileges(Some(false));
     let mut json = b.to_json()?;
-    json["process"]["noNewPrivileges"] = json!(false);
+    json["linux"]["seccomp"] = deny_mkdir(None);
     b.write_json(&json)?;
     let facts = Facts::parse(&ctx.run_written(&b)?.ok()?.stdout)?;
     fails_with(&facts, "mkdir", "Operation not permitted")?;
