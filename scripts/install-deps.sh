@@ -48,9 +48,11 @@ PACKAGES=(
     lld-14
     wasi-libc
     libclang-rt-14-dev-wasm32
-    # Booting a kernel under emulation (tests on a different cgroup layout).
+    # Booting a kernel under emulation (tests on a different cgroup layout): scripts/v2-lane.sh.
     qemu-system-x86
-    linux-image-amd64
+    linux-image-amd64           # the VM's kernel and its modules (9p, overlay)
+    kmod                        # modprobe --show-depends: the modules' load order
+    cpio                        # the VM's initramfs
 )
 
 export DEBIAN_FRONTEND=noninteractive
