@@ -4,7 +4,9 @@
 # Builds every binary once, so the end-to-end tests find target/debug/capsa-runtime and friends
 # beside their own executable, then runs every test of the workspace: with cargo-nextest when it is
 # installed (one process per test), else with cargo test. Doc tests run with cargo test either way,
-# before the other tests. Both always run; the exit code is the first failure's.
+# before the other tests. Then scripts/v2-lane.sh runs the cgroup tests again in a VM whose kernel
+# has only cgroup v2 (CAPSA_SKIP_V2_LANE=1 skips it). All of them always run; the exit code is the
+# first failure's.
 # Extra arguments go to the test runner (e.g. a nextest filter: -E 'test(callers)').
 set -euo pipefail
 
@@ -30,4 +32,7 @@ else
     echo "test.sh: cargo test --workspace"
     cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+# This host's cgroups are hybrid (v1 + v2); the cgroup tests run again on a pure v2 kernel.
+echo "test.sh: scripts/v2-lane.sh (cgroup and lifecycle tests on a pure cgroup v2 kernel, in qemu)"
+bash scripts/v2-lane.sh || status=$((status ? status : $?))
 exit "$status"
