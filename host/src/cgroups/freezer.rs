@@ -58,6 +58,10 @@ impl Cgroup {
 
     /// Kills every process in the cgroup with SIGKILL.
     pub fn kill_all(&self, layout: &Layout) -> Result<()> {
+        // The common case at delete: the container has exited and its cgroup is empty.
+        if self.pids()?.is_empty() {
+            return Ok(());
+        }
         if let Some(dir) = &self.unified {
             let kill = dir.join("cgroup.kill");
             if layout.is_pure_v2() && kill.exists() {
