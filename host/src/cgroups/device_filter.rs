@@ -93,9 +93,15 @@ fn compile(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
                 insn.off = (n - i - 1 + 2) as i16;
             }
         }
+        let catch_all = checks.is_empty();
         prog.extend(checks);
         prog.push(Insn::new(ALU32_MOV_K, 0, 0, 0, rule.allow() as i32));
         prog.push(Insn::new(JMP_EXIT, 0, 0, 0, 0));
+        if catch_all {
+            // A rule that matches every request decides everything after it: stop here, since
+            // the verifier rejects a program with unreachable instructions.
+            return Ok(prog);
+        }
     }
     prog.push(Insn::new(ALU32_MOV_K, 0, 0, 0, 0));
     prog.push(Insn::new(JMP_EXIT, 0, 0, 0, 0));
@@ -320,6 +326,23 @@ mod tests {
             verdict(&prog, DEV_CHAR, ACC_READ, 1, 5),
             0,
             "later deny wins"
+        );
+    }
+
+    #[test]
+    fn a_catch_all_rule_ends_the_program_with_no_unreachable_code() {
+        let prog = compile(&[
+            rule(false, LinuxDeviceType::A, None, None, "rwm"),
+            rule(true, LinuxDeviceType::C, Some(1), Some(3), "rwm"),
+        ])
+        .expect("compiles");
+        // The last instruction is the catch-all's exit: nothing follows it.
+        assert_eq!(prog.last().map(|i| i.code), Some(JMP_EXIT));
+        assert_eq!(prog[prog.len() - 2], Insn::new(ALU32_MOV_K, 0, 0, 0, 0));
+        let exits = prog.iter().filter(|i| i.code == JMP_EXIT).count();
+        assert_eq!(
+            exits, 2,
+            "one exit per rule, no default after the catch-all"
         );
     }
 
