@@ -99,6 +99,8 @@ pub struct EnterArgs<'a> {
     pub namespaces: &'a [Namespace],
     /// The container's seccomp profile, applied to this process too.
     pub seccomp: Option<&'a LinuxSeccomp>,
+    /// Where compiled seccomp programs are kept (under the state root).
+    pub seccomp_cache: &'a std::path::Path,
     /// The container's OCI state JSON, for a seccomp notify agent.
     pub state: &'a str,
     /// The child's end of the sync socket.
@@ -143,7 +145,7 @@ fn enter_and_exec(args: &EnterArgs) -> Result<Infallible> {
     // the host's filesystem is still ours.
     let mut filter = args
         .seccomp
-        .map(Filter::compile)
+        .map(|profile| Filter::compile(profile, Some(args.seccomp_cache)))
         .transpose()
         .with(|| "linux.seccomp".into())?;
     if let Some(filter) = filter.as_mut() {

@@ -43,6 +43,8 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Where compiled seccomp programs are kept (under the state root).
+    pub seccomp_cache: std::path::PathBuf,
 }
 
 /// Runs the init; never returns.
@@ -110,7 +112,7 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     let mut filter = linux
         .seccomp()
         .as_ref()
-        .map(Filter::compile)
+        .map(|profile| Filter::compile(profile, Some(&args.seccomp_cache)))
         .transpose()
         .with(|| "linux.seccomp".into())?;
     let hooks = spec.hooks().as_ref();

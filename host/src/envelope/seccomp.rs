@@ -16,6 +16,7 @@
 use std::io::{IoSlice, Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -137,17 +138,16 @@ impl Filter {
     /// Builds the filter with libseccomp and exports it as BPF. Runs in the init before `Ready`,
     /// so `start` only loads it. Fails on what [`check`] could not know: an architecture or action
     /// this libseccomp or kernel lacks.
-    pub fn compile(seccomp: &LinuxSeccomp) -> Result<Self> {
-        let default = action(seccomp.default_action(), seccomp.default_errno_ret())?;
-        let mut ctx = ScmpFilterContext::new(default)
-            .map_err(|e| seccomp_error("seccomp_init(defaultAction)", e))?;
-        for arch in seccomp.architectures().iter().flatten() {
-            ctx.add_arch(scmp_arch(*arch))
-                .map_err(|e| seccomp_error(&format!("seccomp_arch_add({arch})"), e))?;
-        }
-        for rule in seccomp.syscalls().iter().flatten() {
-            add_rule(&mut ctx, rule, default)?;
-        }
+    ///
+    /// Building is costly (about 10 ms of CPU for a podman-sized profile over three
+    /// architectures), and most containers of a host share a profile: with `cache` (a directory
+    /// under the state root) the program is kept there, keyed by the sha256 of the profile and
+    /// the libseccomp version, and later containers only read it.
+    pub fn compile(seccomp: &LinuxSeccomp, cache: Option<&Path>) -> Result<Self> {
+        let bytes = match cache {
+            Some(dir) => cached_program(seccomp, dir)?,
+            None => build_program(seccomp)?,
+        };
         let mut flags = flags(seccomp.flags().as_deref().unwrap_or_default());
         let listener = if wants_listener(seccomp) {
             flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
@@ -169,7 +169,7 @@ impl Filter {
             None
         };
         Ok(Self {
-            program: export_bpf(&ctx)?,
+            program: parse_program(&bytes),
             flags,
             listener,
         })
@@ -413,7 +413,56 @@ fn flags(flags: &[LinuxSeccompFilterFlag]) -> u32 {
 
 /// Exports the BPF program through a memfd (libseccomp 2.5 writes to an fd; a pipe could block on
 /// a large program).
-fn export_bpf(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
+/// Builds the profile with libseccomp and returns the BPF program's bytes.
+fn build_program(seccomp: &LinuxSeccomp) -> Result<Vec<u8>> {
+    let default = action(seccomp.default_action(), seccomp.default_errno_ret())?;
+    let mut ctx = ScmpFilterContext::new(default)
+        .map_err(|e| seccomp_error("seccomp_init(defaultAction)", e))?;
+    for arch in seccomp.architectures().iter().flatten() {
+        ctx.add_arch(scmp_arch(*arch))
+            .map_err(|e| seccomp_error(&format!("seccomp_arch_add({arch})"), e))?;
+    }
+    for rule in seccomp.syscalls().iter().flatten() {
+        add_rule(&mut ctx, rule, default)?;
+    }
+    export_bpf(&ctx)
+}
+
+/// The program for `seccomp` from the cache in `dir`, building and storing it on a miss. A cache
+/// entry that is not a whole number of instructions is ignored and rebuilt; a cache that cannot
+/// be written only costs the next container a rebuild.
+fn cached_program(seccomp: &LinuxSeccomp, dir: &Path) -> Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let profile = serde_json::to_vec(seccomp).map_err(|e| invalid(e.to_string()))?;
+    let mut hasher = Sha256::new();
+    hasher.update(libseccomp_version().as_bytes());
+    hasher.update([0]);
+    hasher.update(&profile);
+    let key: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join(format!("{key}.bpf"));
+    let size = std::mem::size_of::<libc::sock_filter>();
+    if let Ok(bytes) = std::fs::read(&path)
+        && !bytes.is_empty()
+        && bytes.len() % size == 0
+    {
+        return Ok(bytes);
+    }
+    let bytes = build_program(seccomp)?;
+    if let Err(e) = std::fs::create_dir_all(dir)
+        .with(|| format!("create {}", dir.display()))
+        .and_then(|()| crate::sys::fs::write_atomic(&path, &bytes))
+    {
+        log::debug!("seccomp cache: {e}");
+    }
+    Ok(bytes)
+}
+
+/// The BPF program libseccomp generates for `ctx`, as bytes.
+fn export_bpf(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
     let memfd =
         nix::sys::memfd::memfd_create(c"capsa-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
             .with(|| "memfd_create for the seccomp program".to_string())?;
@@ -424,16 +473,20 @@ fn export_bpf(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
     file.rewind()
         .and_then(|_| file.read_to_end(&mut bytes))
         .with(|| "read the exported seccomp program".to_string())?;
-    let size = std::mem::size_of::<libc::sock_filter>();
-    Ok(bytes
-        .chunks_exact(size)
+    Ok(bytes)
+}
+
+/// Exported BPF bytes as instructions.
+fn parse_program(bytes: &[u8]) -> Vec<libc::sock_filter> {
+    bytes
+        .chunks_exact(std::mem::size_of::<libc::sock_filter>())
         .map(|ins| libc::sock_filter {
             code: u16::from_ne_bytes([ins[0], ins[1]]),
             jt: ins[2],
             jf: ins[3],
             k: u32::from_ne_bytes([ins[4], ins[5], ins[6], ins[7]]),
         })
-        .collect())
+        .collect()
 }
 
 fn seccomp_error(what: &str, e: libseccomp::error::SeccompError) -> Error {
@@ -622,7 +675,7 @@ mod tests {
             "syscalls": [{"names": ["arm_fadvise64_64"], "action": "SCMP_ACT_ERRNO"}]
         }));
         check(&p).expect("accepted");
-        Filter::compile(&p).expect("compiles");
+        Filter::compile(&p, None).expect("compiles");
     }
 
     #[test]
@@ -663,7 +716,7 @@ mod tests {
                 ]}
             ]
         }));
-        let filter = Filter::compile(&p).expect("compiles");
+        let filter = Filter::compile(&p, None).expect("compiles");
         assert!(!filter.program.is_empty());
         assert_eq!(filter.flags, 0);
     }

@@ -159,6 +159,7 @@ pub(crate) fn create_from(
                 no_pivot: options.no_pivot,
                 no_new_keyring: options.no_new_keyring,
                 preserve_fds: options.preserve_fds,
+                seccomp_cache: root.seccomp_cache(),
             })
         }
         Forked::Parent(pid) => pid,

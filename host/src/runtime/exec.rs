@@ -202,6 +202,7 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
                 process: &process,
                 namespaces: &namespaces,
                 seccomp: linux_seccomp,
+                seccomp_cache: &root.seccomp_cache(),
                 state: &state,
                 sync: child_sync.into_raw_fd(),
                 console_socket: console.map(|c| c.into_raw_fd()),

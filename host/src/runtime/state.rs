@@ -164,6 +164,12 @@ impl StateRoot {
         &self.dir
     }
 
+    /// Where compiled seccomp programs are cached. Its name is not a valid container id, so
+    /// `list` and id lookups never mistake it for a container.
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.dir.join(".seccomp-cache")
+    }
+
     /// Creates and locks the directory for a new container `id`.
     pub fn create(&self, id: &str) -> Result<ContainerDir> {
         validate_id(id)?;
