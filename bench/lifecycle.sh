@@ -3,9 +3,11 @@
 # start to exit, container deleted, under capsa-runtime and its peers on the same machine.
 #
 # The bundle: a busybox-static rootfs, the default namespaces (pid, network, ipc, uts, mount,
-# cgroup), a cgroupsPath /capsa-bench-<pid>, process /bin/true, no terminal. Two methods, each
+# cgroup), a cgroupsPath /capsa-bench-<pid>, process /bin/true, no terminal. Three methods, each
 # driven by hyperfine:
 #   run:    `RUNTIME run --bundle B ID` (which deletes the container when it exits, as runc does)
+#   seccomp: the same with podman's default seccomp profile (/usr/share/containers/seccomp.json,
+#           turned into the OCI form podman sends: x86_64 + x86 + x32, every unconditional rule)
 #   youki:  youki's published method: `create -b B ID && start ID && delete -f ID` under a shell,
 #           caches dropped before every run, warmup 10, 100 runs
 # Every runtime runs inside one private mount namespace with /sys/fs/cgroup/unified unmounted
@@ -52,6 +54,14 @@ if [[ ${1:-} == __in_namespace ]]; then
     echo "== method run: $RUNS runs, $WARMUP warmup"
     hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
         --export-json "$tmp/run.json" "${run_args[@]}"
+    seccomp_args=()
+    for entry in "$@"; do
+        name=${entry%%=*} rt=${entry#*=}
+        seccomp_args+=(-n "$name" "$rt --root $tmp/state-$name run --bundle $tmp/bundle-seccomp capsa-bench-$name")
+    done
+    echo "== method seccomp: $RUNS runs, $WARMUP warmup"
+    hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
+        --export-json "$tmp/seccomp.json" "${seccomp_args[@]}"
     prepare=(--prepare true)
     if [[ $DROP_CACHES == 1 ]]; then
         prepare=(--prepare 'sync; echo 3 > /proc/sys/vm/drop_caches')
@@ -91,6 +101,19 @@ mkdir -p "$tmp/check"
 write_busybox_config "$tmp/check" '["/bin/echo", "capsa-bench-ok"]' "$cgroup" capsa-bench
 jq --arg rootfs "$tmp/bundle/rootfs" '.root.path = $rootfs' "$tmp/check/config.json" >"$tmp/check/c.json"
 mv "$tmp/check/c.json" "$tmp/check/config.json"
+
+# The seccomp twin: podman's default profile as podman hands it to the runtime.
+podman_profile=/usr/share/containers/seccomp.json
+[[ -f $podman_profile ]] || die "$podman_profile not found (package golang-github-containers-common)"
+mkdir -p "$tmp/bundle-seccomp"
+cp -a "$tmp/bundle/rootfs" "$tmp/bundle-seccomp/rootfs"
+jq '{defaultAction, defaultErrnoRet: 38,
+     architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+     syscalls: [.syscalls[] | select((.includes.caps // []) | length == 0)
+                | {names, action, args: (.args // [])} + (if .errnoRet then {errnoRet} else {} end)]}' \
+    "$podman_profile" >"$tmp/seccomp-profile.json"
+jq --slurpfile profile "$tmp/seccomp-profile.json" '.linux.seccomp = $profile[0]' \
+    "$tmp/bundle/config.json" >"$tmp/bundle-seccomp/config.json"
 
 # check_runtime NAME PATH: runs the twin bundle once in the benchmark's conditions; true if the
 # container printed what it should and the runtime deleted it.
@@ -174,10 +197,15 @@ mkdir -p "$OUT"
     summarize "$tmp/run.json"
     ratios "$tmp/run.json"
     echo
+    echo "method seccomp: as run, with podman's default seccomp profile ($(jq '[.syscalls[].names[]] | length' "$tmp/seccomp-profile.json") syscall names, 3 architectures)"
+    summarize "$tmp/seccomp.json"
+    ratios "$tmp/seccomp.json"
+    echo
     echo "method youki: create && start && delete -f under sh; $YOUKI_METHOD_RUNS runs, $YOUKI_METHOD_WARMUP warmup, drop caches before each run: $DROP_CACHES"
     summarize "$tmp/youki.json"
     ratios "$tmp/youki.json"
 } | tee "$OUT/report.txt"
 cp "$tmp/run.json" "$OUT/run.json"
+cp "$tmp/seccomp.json" "$OUT/seccomp.json"
 cp "$tmp/youki.json" "$OUT/youki.json"
 echo "(report and hyperfine JSON in ${OUT#"$repo"/})"

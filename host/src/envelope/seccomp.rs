@@ -580,6 +580,38 @@ mod tests {
     }
 
     #[test]
+    fn compiled_programs_are_cached_and_a_corrupt_entry_is_rebuilt() {
+        let dir = std::env::temp_dir().join(format!("capsa-seccomp-cache-{}", std::process::id()));
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
+        }));
+        let built = build_program(&p).expect("builds");
+        assert_eq!(cached_program(&p, &dir).expect("miss"), built);
+        let entries: Vec<_> = std::fs::read_dir(&dir)
+            .expect("cache dir")
+            .flatten()
+            .collect();
+        assert_eq!(entries.len(), 1, "one entry for one profile");
+        let entry = entries[0].path();
+        assert_eq!(std::fs::read(&entry).expect("entry"), built);
+        // A torn or corrupt entry (not whole instructions) is never loaded: it is rebuilt.
+        std::fs::write(&entry, [1u8, 2, 3]).expect("corrupt");
+        assert_eq!(cached_program(&p, &dir).expect("rebuilt"), built);
+        assert_eq!(std::fs::read(&entry).expect("entry"), built);
+        // Another profile gets its own entry.
+        let other = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"}]
+        }));
+        cached_program(&other, &dir).expect("other");
+        assert_eq!(std::fs::read_dir(&dir).expect("cache dir").count(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn errno_defaults_to_eperm_and_honours_errno_ret() {
         let eperm = action(LinuxSeccompAction::ScmpActErrno, None).expect("converts");
         assert_eq!(eperm, ScmpAction::Errno(libc::EPERM));
