@@ -66,13 +66,10 @@ exe=$(cargo test -p capsa-tests --test e2e --no-run --message-format=json |
 [[ -x $exe ]] || fail "cannot find the e2e test executable (cargo said: '$exe')"
 runtime_bin=$(dirname "$(dirname "$exe")")/capsa-runtime
 [[ -x $runtime_bin ]] || fail "no $runtime_bin: run cargo build --workspace --bins first"
-# The VM mounts fresh filesystems on these, hiding the host's files below them.
-for path in "$exe" "$runtime_bin"; do
-    case $path in
-    /tmp/* | /var/tmp/* | /run/* | /dev/* | /proc/* | /sys/*)
-        fail "$path is hidden in the VM (fresh /tmp, /var/tmp, /run, /dev): build elsewhere" ;;
-    esac
-done
+# The binaries live in cargo's target directory, which is also shared on its own and mounted in
+# the VM at the same path: a checkout under /tmp (hidden by the VM's fresh /tmp) works too.
+target_dir=$(dirname "$(dirname "$(dirname "$exe")")")
+[[ -d $target_dir ]] || fail "cannot find the target directory of $exe"
 
 tmp=$(mktemp -d /tmp/capsa-v2-lane.XXXXXX)
 # shellcheck disable=SC2317 # called by the trap
@@ -97,6 +94,7 @@ done
     printf 'TEST_EXE=%q\n' "$exe"
     printf 'RUNTIME_BIN=%q\n' "$runtime_bin"
     printf 'FILTER=%q\n' "$FILTER"
+    printf 'TARGET_DIR=%q\n' "$target_dir"
     printf 'CONTROLLERS=%q\n' "$CONTROLLERS"
 } >"$root/lane.env"
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$tmp/initramfs.cpio"
@@ -113,6 +111,7 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
     -kernel "$kernel" -initrd "$tmp/initramfs.cpio" \
     -append "console=ttyS0 loglevel=3 panic=1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+    -virtfs "local,path=$target_dir,mount_tag=target,security_model=none,readonly=on,multidevs=remap" \
     </dev/null 2>&1 | sed -u 's/\r$//' | tee "$log" || qemu_status=$?
 elapsed=$((SECONDS - start))
 
