@@ -24,7 +24,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 # The libtest filters: the cgroup tests, and the lifecycle tests as a smoke check.
-FILTER=${CAPSA_V2_FILTER:-cgroup lifecycle::}
+FILTER=${CAPSA_V2_FILTER:-cgroup lifecycle:: exec:: seccomp::}
 # The controllers the VM must offer and enable at its root.
 CONTROLLERS="cpuset cpu io memory hugetlb pids"
 # Kernel modules the initramfs loads (with their dependencies) to mount the host's / as its root.
