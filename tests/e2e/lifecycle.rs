@@ -372,3 +372,49 @@ fn run_prints_the_payload_output_and_leaves_no_container() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn concurrent_creates_of_one_id_make_exactly_one_container() -> Result<()> {
+    let ctx = TestContext::new("concurrent-create")?;
+    let mut b = ctx.bundle()?;
+    b.payload("sleep 30");
+    b.write()?;
+    let id = ctx.new_id();
+    let bundle = path_str(&b.dir)?;
+    let spawned = (0..6)
+        .map(|_| ctx.runtime.spawn(&["create", "--bundle", bundle, &id]))
+        .collect::<Result<Vec<_>>>()?;
+    let outs = spawned
+        .into_iter()
+        .map(|s| s.wait(Duration::from_secs(30)))
+        .collect::<Result<Vec<_>>>()?;
+    let winners = outs.iter().filter(|o| o.success()).count();
+    ensure!(winners == 1, "{winners} of 6 concurrent creates succeeded");
+    for out in outs.iter().filter(|o| !o.success()) {
+        ensure!(
+            out.stderr.contains("exists"),
+            "a losing create does not say why: {out}"
+        );
+    }
+    ensure!(
+        ctx.state(&id)?["status"] == "created",
+        "the winner's container is not created"
+    );
+    Ok(())
+}
+
+#[test]
+fn concurrent_force_deletes_all_succeed_and_leave_nothing() -> Result<()> {
+    let ctx = TestContext::new("concurrent-delete")?;
+    let mut b = ctx.bundle()?;
+    b.payload("sleep 30 & sleep 30");
+    let (id, _) = ctx.run_detached(&b)?;
+    let spawned = (0..6)
+        .map(|_| ctx.runtime.spawn(&["delete", "--force", &id]))
+        .collect::<Result<Vec<_>>>()?;
+    for s in spawned {
+        let out = s.wait(Duration::from_secs(30))?;
+        ensure!(out.success(), "a concurrent delete --force failed: {out}");
+    }
+    ctx.assert_nothing_left(&id, &b)
+}
