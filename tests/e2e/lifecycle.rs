@@ -418,3 +418,94 @@ fn concurrent_force_deletes_all_succeed_and_leave_nothing() -> Result<()> {
     }
     ctx.assert_nothing_left(&id, &b)
 }
+
+#[test]
+fn preserve_fds_passes_extra_descriptors_to_the_payload() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let ctx = TestContext::new("preserve-fds")?;
+    let mut b = ctx.bundle()?;
+    b.payload("cat <&3; ls /proc/self/fd/4 >/dev/null 2>&1 && echo fd4-leaked || echo fd4-closed");
+    b.write()?;
+    let id = ctx.new_id();
+    let secret = ctx.dir().join("secret");
+    std::fs::write(&secret, "through-fd-3\n")?;
+    let file = std::fs::File::open(&secret)?;
+    let extra = std::fs::File::open(&secret)?;
+    let (fd, extra_fd) = (file.as_raw_fd(), extra.as_raw_fd());
+    let mut cmd = std::process::Command::new(&ctx.runtime.bin);
+    cmd.arg("--root")
+        .arg(&ctx.runtime.root)
+        .args([
+            "run",
+            "--preserve-fds",
+            "1",
+            "--bundle",
+            path_str(&b.dir)?,
+            &id,
+        ])
+        .stdin(std::process::Stdio::null());
+    // SAFETY: between fork and exec only dup2 and close are called (async-signal-safe). The fds
+    // go through 100/101 first: dup2 onto itself would keep close-on-exec set.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (from, via) in [(fd, 100), (extra_fd, 101)] {
+                if libc::dup2(from, via) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (via, to) in [(100, 3), (101, 4)] {
+                if libc::dup2(via, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(via);
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().context("run with --preserve-fds")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        stdout.contains("through-fd-3"),
+        "fd 3 did not reach the payload: {stdout}"
+    );
+    ensure!(
+        stdout.contains("fd4-closed"),
+        "an fd past --preserve-fds leaked: {stdout}"
+    );
+    Ok(())
+}
+
+#[test]
+fn each_container_gets_its_own_session_keyring_unless_told_not_to() -> Result<()> {
+    let ctx = TestContext::new("keyring")?;
+    // Whether the container's /proc/keys lists a keyring named after the container.
+    let has_own_keyring = |extra: &[&str]| -> Result<bool> {
+        let mut b = ctx.bundle()?;
+        // /proc/keys is masked by default; this test needs to read it.
+        b.linux().set_masked_paths(Some(vec![]));
+        let id = ctx.new_id();
+        b.payload(&format!("grep -c '_ses.{id}' /proc/keys || true"));
+        b.write()?;
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--bundle", path_str(&b.dir)?, &id]);
+        let count: u32 = ctx.rt(&args)?.ok()?.stdout.trim().parse().unwrap_or(0);
+        Ok(count > 0)
+    };
+    ensure!(
+        has_own_keyring(&[])?,
+        "no session keyring named after the container"
+    );
+    ensure!(
+        !has_own_keyring(&["--no-new-keyring"])?,
+        "--no-new-keyring still made a keyring"
+    );
+    Ok(())
+}
