@@ -13,5 +13,6 @@ pub mod hooks;
 pub mod runtime;
 pub mod spec;
 pub mod sys;
+pub mod wasm;
 
 pub use error::{Error, Result};

@@ -19,7 +19,7 @@ use nix::unistd::setsid;
 use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use super::console;
-use super::exec::Program;
+use super::exec::Payload;
 use super::identity::{CapabilityMasks, become_user, set_no_new_privs, set_rlimits};
 use super::init::{join_session_keyring, mark_fds_cloexec};
 use super::seccomp::{self, Filter};
@@ -112,6 +112,8 @@ pub struct EnterArgs<'a> {
     pub signal_mask: Option<SigSet>,
     /// Pass this many descriptors from fd 3 on to the process.
     pub preserve_fds: u32,
+    /// The wasm shim to exec instead of a native program (prepared by the runtime).
+    pub wasm: Option<&'a crate::wasm::ShimExec>,
 }
 
 /// Runs the new process's side; never returns. Exits 127 after reporting a failure.
@@ -188,7 +190,7 @@ fn enter_and_exec(args: &EnterArgs) -> Result<Infallible> {
     join_session_keyring(args.id);
     std::env::set_current_dir(process.cwd())
         .with(|| format!("chdir {}", process.cwd().display()))?;
-    let program = Program::resolve(process)?;
+    let program = Payload::resolve(process, args.wasm)?;
     set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())

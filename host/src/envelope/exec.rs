@@ -9,8 +9,10 @@ use nix::unistd::execve;
 use oci_spec::runtime::Process;
 
 use crate::error::{Context, Error, Result, invalid};
+use crate::wasm::ShimExec;
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Everything execve needs, as C strings.
 pub struct Program {
@@ -54,6 +56,34 @@ impl Program {
                 what: format!("exec {}", self.path.display()),
                 errno: e,
             },
+        }
+    }
+}
+
+/// What the container's process becomes. Whether it is wasm is decided before the fork
+/// (`wasm::prepare`); a native program is resolved in the container, like runc does.
+pub enum Payload<'a> {
+    /// A native program, exec'd with execve.
+    Native(Program),
+    /// A wasm program, run by `capsa-shim` exec'd from its descriptor.
+    Wasm(&'a ShimExec),
+}
+
+impl<'a> Payload<'a> {
+    /// The wasm payload when there is one, else `process` resolved as a native program (in the
+    /// current root and directory).
+    pub fn resolve(process: &Process, wasm: Option<&'a ShimExec>) -> Result<Self> {
+        match wasm {
+            Some(shim) => Ok(Self::Wasm(shim)),
+            None => Program::resolve(process).map(Self::Native),
+        }
+    }
+
+    /// Replaces this process with the payload; returns only on failure.
+    pub fn exec(&self) -> Error {
+        match self {
+            Self::Native(program) => program.exec(),
+            Self::Wasm(shim) => shim.exec(),
         }
     }
 }

@@ -9,7 +9,7 @@ use nix::sys::socket::{SockFlag, accept4};
 use nix::unistd::{Gid, Uid, sethostname, setresgid, setresuid, setsid};
 use oci_spec::runtime::Mount;
 
-use super::exec::Program;
+use super::exec::Payload;
 use super::identity::{CapabilityMasks, become_user, set_no_new_privs, set_rlimits};
 use super::mounts::{MountContext, mount_entry};
 use super::namespaces::{NamespacePlan, join_all};
@@ -45,6 +45,8 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     /// Where compiled seccomp programs are kept (under the state root).
     pub seccomp_cache: std::path::PathBuf,
+    /// The wasm shim to exec instead of a native program (decided and prepared at create).
+    pub wasm: Option<&'a crate::wasm::ShimExec>,
 }
 
 /// Runs the init; never returns.
@@ -180,7 +182,7 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     }
     std::env::set_current_dir(process.cwd())
         .with(|| format!("chdir {}", process.cwd().display()))?;
-    let program = Program::resolve(process)?;
+    let program = Payload::resolve(process, args.wasm)?;
     set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())

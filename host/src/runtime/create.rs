@@ -86,6 +86,14 @@ pub(crate) fn create_from(
     bundle: Bundle,
     console: Option<OwnedFd>,
 ) -> Result<Created> {
+    // A wasm program is found and compiled now, before anything of the container exists; the
+    // init only execs the shim.
+    let wasm = crate::wasm::prepare(
+        &bundle.spec,
+        bundle.process(),
+        &bundle.rootfs,
+        &root.wasm_cache(),
+    )?;
     let dir = root.create(&options.id)?;
     let mut rollback = Rollback {
         init: None,
@@ -160,6 +168,7 @@ pub(crate) fn create_from(
                 no_new_keyring: options.no_new_keyring,
                 preserve_fds: options.preserve_fds,
                 seccomp_cache: root.seccomp_cache(),
+                wasm: wasm.as_ref(),
             })
         }
         Forked::Parent(pid) => pid,
@@ -167,6 +176,7 @@ pub(crate) fn create_from(
     drop(child_sync);
     drop(listener);
     drop(console);
+    drop(wasm);
     rollback.init = Some(child);
 
     if into_cgroup.is_none() {

@@ -164,7 +164,14 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
 
     let namespaces = enter::namespaces_of(record.pid)
         .with(|| format!("open the namespaces of the init of {}", options.id))?;
-    // The files are open on the init's namespaces only if the pid was not reused meanwhile.
+    // A wasm program is found in the container's root and compiled before the fork.
+    let wasm = crate::wasm::prepare(
+        &spec,
+        &process,
+        &PathBuf::from(format!("/proc/{}/root", record.pid)),
+        &root.wasm_cache(),
+    )?;
+    // The files (and the wasm program) are the init's only if the pid was not reused meanwhile.
     if !proc::is_same_live_process(record.pid, record.init_start_time) {
         return Err(Error::WrongStatus {
             id: options.id.clone(),
@@ -208,12 +215,14 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
                 console_socket: console.map(|c| c.into_raw_fd()),
                 signal_mask: saved_mask,
                 preserve_fds: options.preserve_fds,
+                wasm: wasm.as_ref(),
             })
         }
         Forked::Parent(pid) => pid,
     };
     drop(child_sync);
     drop(console);
+    drop(wasm);
     let joins_pid_namespace = namespaces
         .iter()
         .any(|ns| ns.flag == nix::sched::CloneFlags::CLONE_NEWPID);

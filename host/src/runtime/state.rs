@@ -170,6 +170,12 @@ impl StateRoot {
         self.dir.join(".seccomp-cache")
     }
 
+    /// Where compiled wasm modules are cached (`wasm::compile`). It holds no `state.json`, so
+    /// `list` skips it.
+    pub fn wasm_cache(&self) -> PathBuf {
+        self.dir.join(".wasm-cache")
+    }
+
     /// Creates and locks the directory for a new container `id`.
     pub fn create(&self, id: &str) -> Result<ContainerDir> {
         validate_id(id)?;

@@ -1,0 +1,299 @@
+//! Ahead-of-time compilation with a cache. At `create` the module is compiled by wasmtime
+//! (Cranelift) into an artifact the shim only has to map into memory, and kept under the state
+//! root for the next container that runs the same module:
+//!
+//! ```text
+//! <state root>/.wasm-cache/<key>.cwasm          the artifact (wasmtime's precompiled ELF)
+//! <state root>/.wasm-cache/<key>.cwasm.sha256   its SHA-256, hex
+//! key = sha256(module's sha256, module or component, engine compatibility key, wasm features)
+//! ```
+//!
+//! An artifact is used only after its bytes hash to the recorded digest and wasmtime recognises
+//! them as precompiled code of the right kind; anything else (a partial write, a corrupt or
+//! foreign file) is rebuilt, never handed to the shim. Another wasmtime version, CPU or engine
+//! configuration gives another key, so a stale artifact is never even looked at. Both files are
+//! written to a temporary name and renamed, so a reader sees a whole file or none.
+//!
+//! Compilation runs in a forked child: Cranelift may start threads or use a lot of memory, and
+//! `capsa-runtime` must stay a small single-threaded process that can fork the container's init.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::pipe2;
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Precompiled};
+
+use super::detect::{Kind, WasmProgram};
+use super::engine;
+use super::options::WasmOptions;
+use crate::error::{Context, Error, Result};
+use crate::sys::clone::{Forked, fork_with};
+use crate::sys::fs::write_atomic;
+
+/// A compiled artifact, verified and open read-only (close-on-exec: the init clears the flag on
+/// it right before exec'ing the shim), positioned at offset 0.
+#[derive(Debug)]
+pub struct Artifact {
+    /// The open artifact.
+    pub fd: OwnedFd,
+    /// Its path in the cache, for messages.
+    pub path: PathBuf,
+    /// Module or component.
+    pub kind: Kind,
+}
+
+/// The artifact for `program` compiled with the engine `options` configure, from the cache in
+/// `dir` or compiled now and stored there.
+pub fn cached_artifact(
+    dir: &Path,
+    program: &WasmProgram,
+    options: &WasmOptions,
+) -> Result<Artifact> {
+    let engine = engine::compiler(&options.features)?;
+    let key = cache_key(
+        &program.binary,
+        program.kind,
+        &engine::compatibility_key(&engine),
+        &options.features,
+    );
+    let path = dir.join(format!("{key}.cwasm"));
+    match open_verified(&path, program.kind) {
+        Ok(fd) => {
+            return Ok(Artifact {
+                fd,
+                path,
+                kind: program.kind,
+            });
+        }
+        Err(reason) => log::debug!("wasm cache: {}: {reason}; compiling", path.display()),
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with(|| format!("create wasm cache {}", dir.display()))?;
+    compile_in_child(&engine, program, &path)?;
+    let fd = open_verified(&path, program.kind).map_err(|reason| Error::Step {
+        step: format!("wasm cache {}", path.display()),
+        message: format!("the artifact just compiled does not verify: {reason}"),
+    })?;
+    Ok(Artifact {
+        fd,
+        path,
+        kind: program.kind,
+    })
+}
+
+/// The cache key, hex: everything that decides what the compiled code is.
+fn cache_key(
+    binary: &[u8],
+    kind: Kind,
+    engine_key: &[u8; 32],
+    features: &[(String, bool)],
+) -> String {
+    let mut key = Sha256::new();
+    key.update(b"capsa-wasm-cache-v1\0");
+    key.update(Sha256::digest(binary));
+    key.update(match kind {
+        Kind::Module => b"module\0".as_slice(),
+        Kind::Component => b"component\0".as_slice(),
+    });
+    key.update(engine_key);
+    for (name, on) in features {
+        key.update(format!("{name}={}\0", if *on { "on" } else { "off" }));
+    }
+    hex(&key.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn digest_path(artifact: &Path) -> PathBuf {
+    let mut name = artifact.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// Opens the artifact at `path` if it is whole and of the right kind; the reason otherwise.
+fn open_verified(path: &Path, kind: Kind) -> std::result::Result<OwnedFd, String> {
+    // Opened once and checked through that descriptor: a rename meanwhile cannot swap what is
+    // checked for what is run (entries are replaced by rename, never rewritten in place).
+    let mut file = std::fs::File::open(path).map_err(|e| format!("open: {e}"))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("read: {e}"))?;
+    let recorded =
+        std::fs::read_to_string(digest_path(path)).map_err(|e| format!("read its digest: {e}"))?;
+    let actual = hex(&Sha256::digest(&bytes));
+    if recorded.trim() != actual {
+        return Err(format!(
+            "its SHA-256 is {actual}, the recorded one {} (corrupt or partly written)",
+            recorded.trim()
+        ));
+    }
+    let expected = match kind {
+        Kind::Module => Precompiled::Module,
+        Kind::Component => Precompiled::Component,
+    };
+    match Engine::detect_precompiled(&bytes) {
+        Some(found) if found == expected => {}
+        found => {
+            return Err(format!(
+                "not a precompiled {kind:?} (wasmtime sees {found:?})"
+            ));
+        }
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("seek: {e}"))?;
+    Ok(file.into())
+}
+
+/// Compiles `program` into `path` (and its digest) in a forked child; its error comes back over
+/// a pipe.
+fn compile_in_child(engine: &Engine, program: &WasmProgram, path: &Path) -> Result<()> {
+    let step = || format!("compile wasm program {}", program.path.display());
+    let (read_end, write_end) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).with(|| "pipe2".to_string())?;
+    // SAFETY: capsa-runtime is single-threaded on this path (no threads are ever started).
+    match unsafe { fork_with(0, None)? } {
+        Forked::Child => {
+            drop(read_end);
+            let code = match compile_and_store(engine, program, path) {
+                Ok(()) => 0,
+                Err(message) => {
+                    let _ = std::fs::File::from(write_end).write_all(message.as_bytes());
+                    1
+                }
+            };
+            // SAFETY: _exit ends the child without running the runtime's destructors or atexit
+            // handlers, which belong to the parent.
+            unsafe { libc::_exit(code) }
+        }
+        Forked::Parent(pid) => {
+            drop(write_end);
+            let mut message = String::new();
+            let _ = std::fs::File::from(read_end).read_to_string(&mut message);
+            match waitpid(pid, None).with(step)? {
+                WaitStatus::Exited(_, 0) => Ok(()),
+                status => Err(Error::Step {
+                    step: step(),
+                    message: if message.is_empty() {
+                        format!("the compiler process ended with {status:?}")
+                    } else {
+                        message
+                    },
+                }),
+            }
+        }
+    }
+}
+
+/// The child's work: compile, write the artifact under a temporary name, rename, record the
+/// digest.
+fn compile_and_store(
+    engine: &Engine,
+    program: &WasmProgram,
+    path: &Path,
+) -> std::result::Result<(), String> {
+    let compiled = match program.kind {
+        Kind::Module => engine.precompile_module(&program.binary),
+        Kind::Component => engine.precompile_component(&program.binary),
+    }
+    .map_err(|e| format!("{e:#}"))?;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(&compiled)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("write {}: {e}", path.display()));
+    }
+    write_atomic(
+        &digest_path(path),
+        hex(&Sha256::digest(&compiled)).as_bytes(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program(wat: &str) -> WasmProgram {
+        WasmProgram {
+            path: PathBuf::from("/test.wat"),
+            binary: wat::parse_str(wat).expect("wat"),
+            kind: Kind::Module,
+        }
+    }
+
+    #[test]
+    fn artifacts_are_cached_verified_and_rebuilt_when_corrupt() {
+        let dir = std::env::temp_dir().join(format!("capsa-wasm-cache-{}", std::process::id()));
+        let options = WasmOptions::default();
+        let p = program(r#"(module (func (export "_start")))"#);
+
+        let first = cached_artifact(&dir, &p, &options).expect("compile");
+        let entries = || std::fs::read_dir(&dir).expect("cache dir").count();
+        assert_eq!(entries(), 2, "artifact and digest");
+        let mtime = || {
+            std::fs::metadata(&first.path)
+                .and_then(|m| m.modified())
+                .expect("mtime")
+        };
+        let compiled_at = mtime();
+
+        let second = cached_artifact(&dir, &p, &options).expect("hit");
+        assert_eq!(second.path, first.path);
+        assert_eq!(mtime(), compiled_at, "a hit does not recompile");
+
+        // Corrupt in place: detected and rebuilt.
+        let mut bytes = std::fs::read(&first.path).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&first.path, &bytes).expect("corrupt");
+        assert!(open_verified(&first.path, Kind::Module).is_err());
+        let rebuilt = cached_artifact(&dir, &p, &options).expect("rebuild");
+        assert!(open_verified(&rebuilt.path, Kind::Module).is_ok());
+
+        // A valid file of the wrong kind is not taken either.
+        assert!(open_verified(&first.path, Kind::Component).is_err());
+
+        // Other features, another entry.
+        let simd_off = WasmOptions {
+            features: vec![("multi-memory".into(), false)],
+            ..WasmOptions::default()
+        };
+        let other = cached_artifact(&dir, &p, &simd_off).expect("other features");
+        assert_ne!(other.path, first.path);
+        assert_eq!(entries(), 4);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn an_invalid_module_fails_with_the_compiler_message_and_leaves_nothing() {
+        let dir = std::env::temp_dir().join(format!("capsa-wasm-bad-{}", std::process::id()));
+        let bad = WasmProgram {
+            path: PathBuf::from("/bad.wasm"),
+            binary: b"\0asm\x01\0\0\0\x01\xff".to_vec(),
+            kind: Kind::Module,
+        };
+        let error = cached_artifact(&dir, &bad, &WasmOptions::default())
+            .expect_err("invalid")
+            .to_string();
+        assert!(error.contains("/bad.wasm"), "{error}");
+        assert_eq!(std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
