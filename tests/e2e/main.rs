@@ -15,3 +15,4 @@ mod mounts;
 mod namespaces;
 mod process;
 mod seccomp;
+mod wasm;
