@@ -48,7 +48,9 @@ impl Reference {
                 && parts.peek().is_some()
                 && (part.contains(['.', ':']) || part == "localhost");
             let ok = if is_domain {
-                !part.is_empty()
+                part.bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
                     && part
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))

@@ -242,3 +242,31 @@ fn a_rootfs_tarball_imports_as_a_one_layer_image_and_can_be_built_upon() {
     assert_eq!(derived.layers.len(), 2);
     assert_eq!(derived.history.len(), 2);
 }
+
+#[test]
+fn wasm_artifact_layers_are_kept_as_blobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    let module = b"\0asm\x01\0\0\0";
+    let layer = write_blob(&dir, module);
+    let config = serde_json::json!({ "architecture": "wasm", "os": "wasip1", "layerDigests": [layer.to_string()] });
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_digest = write_blob(&dir, &config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.wasm.config.v0+json", "digest": config_digest.to_string(), "size": config.len() },
+        "layers": [{ "mediaType": "application/wasm", "digest": layer.to_string(), "size": module.len() }],
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let m = write_blob(&dir, &manifest);
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": m.to_string(), "size": manifest.len(), "annotations": { "io.containerd.image.name": "example.com/wasm/hello:1" } }] });
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    store.load(&dir).unwrap();
+    let info = store.inspect("example.com/wasm/hello:1").unwrap();
+    assert_eq!(info.platform(), ("wasip1".to_owned(), "wasm".to_owned()));
+    assert_eq!(info.layers[0].kind, capsa_images::manifest::LayerKind::Wasm);
+    assert_eq!(fs::read(&info.layers[0].path).unwrap(), module);
+    assert!(store.layers().unwrap().is_empty(), "nothing unpacked");
+}

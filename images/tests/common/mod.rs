@@ -187,6 +187,11 @@ pub fn oci_layout(dir: &Path, layers: &[(Vec<u8>, Comp)], name: &str) -> Fixture
 /// The three layers of the test image, from busybox-static: layer 2 adds a file and
 /// deletes one of layer 1; layer 3 makes a directory opaque. Gzip, zstd and plain.
 pub fn three_layers() -> Vec<(Vec<u8>, Comp)> {
+    three_layers_with(Comp::Zstd)
+}
+
+/// The same with layer 2 compressed as `l2` (umoci and skopeo's docker-archive have no zstd).
+pub fn three_layers_with(l2_comp: Comp) -> Vec<(Vec<u8>, Comp)> {
     let busybox = fs::read("/bin/busybox").expect("busybox-static is installed");
     let l1 = Layer::new()
         .dir("bin/", 0o755)
@@ -213,7 +218,7 @@ pub fn three_layers() -> Vec<(Vec<u8>, Comp)> {
         .file("data/c", b"c\n", 0o600)
         .owned_file("data/owned", b"x", 0o640, 1234, 5678)
         .tar();
-    vec![(l1, Comp::Gzip), (l2, Comp::Zstd), (l3, Comp::None)]
+    vec![(l1, Comp::Gzip), (l2, l2_comp), (l3, Comp::None)]
 }
 
 /// Unmounts (lazily) when dropped, so a failing test leaves no mount behind.
