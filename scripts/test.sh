@@ -20,6 +20,9 @@ fi
 
 echo "test.sh: cargo build --workspace --bins"
 cargo build --workspace --bins
+# capsa-runtime execs the shim inside the container's rootfs, so it must be static (see the script).
+echo "test.sh: scripts/build-shim.sh (a static capsa-shim beside capsa-runtime)"
+bash scripts/build-shim.sh
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then

@@ -89,12 +89,7 @@ pub fn cached_artifact(
 }
 
 /// The cache key, hex: everything that decides what the compiled code is.
-fn cache_key(
-    binary: &[u8],
-    kind: Kind,
-    engine_key: &[u8; 32],
-    features: &[(String, bool)],
-) -> String {
+fn cache_key(binary: &[u8], kind: Kind, engine_key: &str, features: &[(String, bool)]) -> String {
     let mut key = Sha256::new();
     key.update(b"capsa-wasm-cache-v1\0");
     key.update(Sha256::digest(binary));
@@ -102,7 +97,8 @@ fn cache_key(
         Kind::Module => b"module\0".as_slice(),
         Kind::Component => b"component\0".as_slice(),
     });
-    key.update(engine_key);
+    key.update(engine_key.as_bytes());
+    key.update(b"\0");
     for (name, on) in features {
         key.update(format!("{name}={}\0", if *on { "on" } else { "off" }));
     }

@@ -50,8 +50,18 @@ impl ShimExec {
         options: &WasmOptions,
     ) -> Result<Self> {
         let path = shim_path()?;
-        let shim = open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        let shim = open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
             .with(|| format!("open {} (it must be beside capsa-runtime)", path.display()))?;
+        if let Some(interpreter) = program_interpreter(&shim)
+            .with(|| format!("read the ELF headers of {}", path.display()))?
+        {
+            return Err(invalid(format!(
+                "{} is dynamically linked (it needs {interpreter}), but it runs inside the \
+                 container's rootfs, which need not have that: build it static with \
+                 scripts/build-shim.sh",
+                path.display()
+            )));
+        }
         let args = shim_args(
             spec,
             process.args().as_deref().unwrap_or_default(),
@@ -109,6 +119,49 @@ impl ShimExec {
             },
         }
     }
+}
+
+/// The program interpreter (`PT_INTERP`, the dynamic loader) an ELF executable asks for, if any.
+/// The shim is exec'd after pivot_root, where the kernel would look for that loader in the
+/// container's rootfs; a static shim (none) runs in any rootfs.
+fn program_interpreter(file: &OwnedFd) -> std::io::Result<Option<String>> {
+    use std::os::unix::fs::FileExt;
+    const PT_INTERP: u32 = 3;
+    let file = std::fs::File::from(file.try_clone()?);
+    let mut header = [0u8; 64];
+    file.read_exact_at(&mut header, 0)?;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    // ELF magic, 64-bit class, little endian: what capsa builds for (x86_64, aarch64).
+    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+        return Err(bad("not a 64-bit little-endian ELF file"));
+    }
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+    let u64_at = |b: &[u8], at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    let (phoff, phentsize, phnum) = (
+        u64_at(&header, 0x20),
+        u64::from(u16_at(&header, 0x36)),
+        u16_at(&header, 0x38),
+    );
+    if phentsize < 56 {
+        return Err(bad("program header entries too small"));
+    }
+    let mut entry = [0u8; 56];
+    for index in 0..u64::from(phnum) {
+        file.read_exact_at(&mut entry, phoff + index * phentsize)?;
+        if u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]) != PT_INTERP {
+            continue;
+        }
+        let (offset, size) = (u64_at(&entry, 0x08), u64_at(&entry, 0x20));
+        let mut name = vec![0u8; usize::try_from(size.min(4096)).unwrap_or(4096)];
+        file.read_exact_at(&mut name, offset)?;
+        let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+        return Ok(Some(String::from_utf8_lossy(&name[..end]).into_owned()));
+    }
+    Ok(None)
 }
 
 /// `capsa-shim` beside the running executable.
@@ -192,6 +245,34 @@ fn shim_args(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_interpreter_of_a_dynamic_executable_is_found_and_a_static_one_has_none() {
+        let dynamic = open("/bin/sh", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .expect("open /bin/sh");
+        let interpreter = program_interpreter(&dynamic).expect("read /bin/sh");
+        assert!(
+            interpreter
+                .as_deref()
+                .is_some_and(|i| i.contains("ld-linux")),
+            "{interpreter:?}"
+        );
+        // busybox-static (a test dependency) has no interpreter.
+        let busybox = open(
+            "/bin/busybox",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("open /bin/busybox (package busybox-static)");
+        assert_eq!(program_interpreter(&busybox).expect("read busybox"), None);
+        let text = open(
+            "/etc/hostname",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("open /etc/hostname");
+        assert!(program_interpreter(&text).is_err());
+    }
 
     fn spec(json: serde_json::Value) -> Spec {
         serde_json::from_value(json).expect("spec")

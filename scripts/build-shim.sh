@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds capsa-shim statically linked and puts it beside capsa-runtime (target/<profile>/).
+#
+# Why: capsa-runtime execs the shim from a descriptor inside the container, after pivot_root, so
+# the kernel looks for a dynamic binary's interpreter (/lib64/ld-linux-*.so) and libraries in the
+# container's rootfs, which need not have them. A static shim runs in any rootfs, even one that
+# holds only the module. `cargo build` alone makes a dynamic shim, which capsa-runtime refuses with
+# a message pointing here.
+#
+# The shim is built alone (`-p capsa-shim`), so cargo does not unify the host's features into it:
+# it has wasmtime's runtime only, no Cranelift (checked below). `--target` keeps the static flag
+# off build scripts and proc-macros, and keeps this build out of target/<profile>'s own units.
+#
+# Usage: scripts/build-shim.sh [--release]
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+profile=debug
+cargo_profile=()
+case ${1:-} in
+    --release) profile=release cargo_profile=(--release) ;;
+    "") ;;
+    *) echo "build-shim.sh: unknown argument ${1} (usage: build-shim.sh [--release])" >&2; exit 2 ;;
+esac
+
+host=$(rustc -vV | sed -n 's/^host: //p')
+target_dir=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    cargo build "${cargo_profile[@]}" -p capsa-shim --bin capsa-shim --target "$host"
+
+built=$target_dir/$host/$profile/capsa-shim
+if readelf -lW "$built" | grep -q 'Requesting program interpreter'; then
+    echo "build-shim.sh: $built is still dynamically linked" >&2
+    exit 1
+fi
+if nm "$built" 2>/dev/null | grep -qi cranelift; then
+    echo "build-shim.sh: $built contains Cranelift; the shim must never compile" >&2
+    exit 1
+fi
+mkdir -p "$target_dir/$profile"
+# A rename, not a copy over the file: cargo's own (dynamic) capsa-shim there may be a hard link
+# to its build output, which must not be overwritten in place.
+install -m 0755 "$built" "$target_dir/$profile/.capsa-shim.tmp"
+mv -f "$target_dir/$profile/.capsa-shim.tmp" "$target_dir/$profile/capsa-shim"
+echo "build-shim.sh: static capsa-shim ($(du -h "$built" | cut -f1)) at $target_dir/$profile/capsa-shim"
