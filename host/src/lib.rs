@@ -7,6 +7,7 @@
 //! binary is a thin CLI over [`runtime`].
 
 pub mod cgroups;
+pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod hooks;

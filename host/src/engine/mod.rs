@@ -1,0 +1,88 @@
+//! The container engine behind the `capsa` CLI: container records under the store root, the
+//! OCI spec built from an image config and the run flags, the overlay rootfs, the per-container
+//! monitor that outlives the CLI, logs, `diff` and `commit`. The CLI is one client of it.
+//!
+//! Layout on disk:
+//!
+//! ```text
+//! <root>/                      the image store (capsa-images) ...
+//! <root>/containers/<id>/      one container, kept across reboots
+//!   container.json             what `create` decided (name, image, command, flags)
+//!   exit.json                  the last exit (code, times), written by whoever reaped it
+//!   config.json                the OCI spec (this directory is the bundle)
+//!   init/ upper/ work/         the init layer, the container's layer, overlay's work dir
+//!   rootfs/                    the overlay mount point while the container runs
+//!   <id>-json.log              the Docker json-file log, written by the monitor
+//! <state>/runtime/             the runtime's state root (capsa_host::runtime), on tmpfs
+//! ```
+//!
+//! A container's status is derived, never stored: a runtime record means created, running or
+//! paused (as the runtime derives it from the init's pid); without one, an `exit.json` means
+//! exited, and neither means created.
+
+mod container;
+mod diff;
+mod error;
+mod lifecycle;
+mod logs;
+mod monitor;
+mod spec;
+mod user;
+
+pub use container::{ContainerRecord, ExitRecord, State};
+pub use diff::{Change, ChangeKind};
+pub use error::{EngineError, Result};
+pub use lifecycle::{CommitOptions, ExecRequest};
+pub use logs::LogLine;
+pub use spec::{Network, RunOptions, parse_bytes};
+
+use std::path::{Path, PathBuf};
+
+use capsa_images::Store;
+
+use crate::runtime::StateRoot;
+
+/// The default store root (`--root`, `CAPSA_ROOT`).
+pub const DEFAULT_ROOT: &str = "/var/lib/capsa";
+/// The default state dir (`--state`, `CAPSA_STATE`): runtime state that a reboot clears.
+pub const DEFAULT_STATE: &str = "/run/capsa";
+
+/// One engine: an image store plus containers. Cheap to open; every CLI command opens one.
+pub struct Engine {
+    store: Store,
+    root: PathBuf,
+    runtime: StateRoot,
+}
+
+impl Engine {
+    /// Opens the store at `root` and the runtime state under `state` (both created if needed).
+    pub fn open(root: &Path, state: &Path) -> Result<Engine> {
+        let store = Store::open(root)?;
+        let root = store.root().to_owned();
+        Ok(Engine {
+            store,
+            root,
+            runtime: StateRoot::new(state.join("runtime")),
+        })
+    }
+
+    /// The image store, for the image verbs.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The runtime's state root (containers run through the same library as capsa-runtime).
+    pub fn runtime(&self) -> &StateRoot {
+        &self.runtime
+    }
+
+    /// `<root>/containers`.
+    fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    /// `<root>/containers/<id>`.
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+}
