@@ -8,6 +8,7 @@ mod callers;
 mod cgroups;
 mod console;
 mod differential;
+mod engine;
 mod exec;
 mod hooks;
 mod lifecycle;

@@ -1,0 +1,397 @@
+//! The `capsa` engine end to end: images built by the test from busybox-static, run through the
+//! CLI with a store root, state dir and cgroup parent of the test's own.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use capsa_tests::engine::EngineContext;
+use serde_json::json;
+
+/// A busybox image `bb:1` made with `capsa import`.
+fn busybox_image(ctx: &EngineContext) -> Result<()> {
+    let rootfs = ctx.busybox_rootfs("bb-rootfs")?;
+    let tar = ctx.dir().join("bb.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()?;
+    ensure!(st.success(), "tar failed");
+    ctx.capsa(&["import", tar.to_str().context("path")?, "bb:1"])?
+        .ok()?;
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// Polls `f` until it returns true.
+fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !f()? {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[test]
+fn three_layer_image_shows_whiteouts_and_opaque_dir() -> Result<()> {
+    let ctx = EngineContext::new("engine-layers")?;
+    let l1 = ctx.busybox_rootfs("l1")?;
+    write(&l1.join("a/keep"), "keep\n")?;
+    write(&l1.join("a/gone"), "gone\n")?;
+    write(&l1.join("d/old"), "old\n")?;
+    let l2 = ctx.dir().join("l2");
+    write(&l2.join("a/new"), "new\n")?;
+    write(&l2.join("a/.wh.gone"), "")?;
+    let l3 = ctx.dir().join("l3");
+    write(&l3.join("d/.wh..wh..opq"), "")?;
+    write(&l3.join("d/fresh"), "fresh\n")?;
+    let layout = ctx.oci_layout(
+        "layout",
+        &[&l1, &l2, &l3],
+        json!({"Cmd": ["sh", "-c", "ls /a; ls /d"]}),
+        "three:1",
+    )?;
+    ctx.capsa(&["load", "-i", layout.to_str().context("path")?])?
+        .ok()?;
+    let inspect = ctx.capsa(&["image", "inspect", "three:1"])?.ok()?.json()?;
+    let layers = inspect[0]["RootFS"]["Layers"]
+        .as_array()
+        .context("RootFS.Layers")?;
+    assert_eq!(layers.len(), 3, "{inspect}");
+    let out = ctx.run(&["--rm", "three:1"])?.ok()?;
+    assert_eq!(out.stdout, "keep\nnew\nfresh\n", "{out}");
+    Ok(())
+}
+
+#[test]
+fn writes_are_copy_on_write_and_private_to_each_container() -> Result<()> {
+    let ctx = EngineContext::new("engine-cow")?;
+    busybox_image(&ctx)?;
+    let a = ctx
+        .run(&["-d", "--name", "a", "bb:1", "sleep", "1000"])?
+        .ok()?;
+    let b = ctx
+        .run(&["-d", "--name", "b", "bb:1", "sleep", "1000"])?
+        .ok()?;
+    ctx.capsa(&[
+        "exec",
+        "a",
+        "sh",
+        "-c",
+        "echo mine > /etc/motd; rm /capsa-rootfs-marker",
+    ])?
+    .ok()?;
+    let seen_b = ctx.capsa(&[
+        "exec",
+        "b",
+        "sh",
+        "-c",
+        "cat /etc/motd; cat /capsa-rootfs-marker",
+    ])?;
+    assert!(!seen_b.stdout.contains("mine"), "{seen_b}");
+    assert!(seen_b.stdout.contains("capsa test rootfs"), "{seen_b}");
+    let fresh = ctx
+        .run(&["--rm", "bb:1", "cat", "/capsa-rootfs-marker"])?
+        .ok()?;
+    assert!(fresh.stdout.contains("capsa test rootfs"), "{fresh}");
+    // The new container's layer holds nothing: the image data is not copied.
+    let b_id = b.stdout.trim();
+    let upper = ctx.root.join("containers").join(b_id).join("upper");
+    let entries: Vec<_> = std::fs::read_dir(&upper)?.collect();
+    assert!(entries.is_empty(), "upper dir of b: {entries:?}");
+    let diff = ctx.capsa(&["diff", "a"])?.ok()?;
+    assert!(diff.stdout.contains("A /etc/motd"), "{diff}");
+    assert!(diff.stdout.contains("D /capsa-rootfs-marker"), "{diff}");
+    let _ = a;
+    ctx.capsa(&["rm", "-f", "a", "b"])?.ok()?;
+    Ok(())
+}
+
+#[test]
+fn commit_records_changes_with_whiteouts_and_without_init_files() -> Result<()> {
+    let ctx = EngineContext::new("engine-commit")?;
+    busybox_image(&ctx)?;
+    ctx.run(&[
+        "--name",
+        "c",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo new > /new; echo changed > /etc/passwd; rm /capsa-rootfs-marker; echo x >> /etc/hosts",
+    ])?
+    .ok()?;
+    ctx.capsa(&["commit", "-m", "test", "c", "bb:2"])?.ok()?;
+    let out = ctx
+        .run(&[
+            "--rm",
+            "bb:2",
+            "sh",
+            "-c",
+            "cat /new /etc/passwd; test -e /capsa-rootfs-marker || echo deleted",
+        ])?
+        .ok()?;
+    assert_eq!(out.stdout, "new\nchanged\ndeleted\n", "{out}");
+    // The new layer, as `save` writes it.
+    let saved = ctx.dir().join("bb2.tar");
+    ctx.capsa(&["save", "-o", saved.to_str().context("path")?, "bb:2"])?
+        .ok()?;
+    let x = ctx.dir().join("x");
+    std::fs::create_dir_all(&x)?;
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&saved)
+        .arg("-C")
+        .arg(&x)
+        .status()?;
+    ensure!(st.success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("manifest.json"))?)?;
+    let layers = manifest[0]["Layers"].as_array().context("Layers")?;
+    assert_eq!(layers.len(), 2);
+    let top = x.join(layers[1].as_str().context("layer")?);
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&top)
+        .output()?;
+    let names = String::from_utf8(list.stdout)?;
+    assert!(
+        names.lines().any(|l| l == ".wh.capsa-rootfs-marker"),
+        "{names}"
+    );
+    assert!(names.lines().any(|l| l == "new"), "{names}");
+    assert!(
+        !names.contains("etc/hosts")
+            && !names.contains("etc/hostname")
+            && !names.contains("resolv.conf"),
+        "{names}"
+    );
+    let history = ctx.capsa(&["history", "bb:2"])?.ok()?;
+    assert!(history.stdout.contains("capsa commit c"), "{history}");
+    Ok(())
+}
+
+#[test]
+fn saved_images_are_read_by_umoci_and_skopeo() -> Result<()> {
+    let ctx = EngineContext::new("engine-save")?;
+    busybox_image(&ctx)?;
+    let archive = ctx.dir().join("oci.tar");
+    ctx.capsa(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().context("path")?,
+        "bb:1",
+    ])?
+    .ok()?;
+    let skopeo = std::process::Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci-archive:{}", archive.display()))
+        .output()?;
+    ensure!(
+        skopeo.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&skopeo.stderr)
+    );
+    let layout = ctx.dir().join("layout");
+    ctx.capsa(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout.to_str().context("path")?,
+        "bb:1",
+    ])?
+    .ok()?;
+    let bundle = ctx.dir().join("bundle");
+    let umoci = std::process::Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:1", layout.display()))
+        .arg(&bundle)
+        .output()?;
+    if !umoci.status.success() {
+        // umoci wants the ref name as the tag; try the full name.
+        let again = std::process::Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:bb:1", layout.display()))
+            .arg(&bundle)
+            .output()?;
+        ensure!(
+            again.status.success(),
+            "umoci: {} / {}",
+            String::from_utf8_lossy(&umoci.stderr),
+            String::from_utf8_lossy(&again.stderr)
+        );
+    }
+    assert!(bundle.join("rootfs/capsa-rootfs-marker").exists());
+    Ok(())
+}
+
+#[test]
+fn podman_saved_archives_load_and_run() -> Result<()> {
+    let ctx = EngineContext::new("engine-podman")?;
+    busybox_image(&ctx)?;
+    let ours = ctx.dir().join("ours.tar");
+    ctx.capsa(&["save", "-o", ours.to_str().context("path")?, "bb:1"])?
+        .ok()?;
+    // podman with a store of the test's own.
+    let pod = ctx.dir().join("podman");
+    let podman = |args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new("podman")
+            .arg("--root")
+            .arg(pod.join("root"))
+            .arg("--runroot")
+            .arg(pod.join("run"))
+            .arg("--storage-driver")
+            .arg("vfs")
+            .args(args)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    podman(&["load", "-i", ours.to_str().context("path")?])?;
+    for (format, file) in [
+        ("docker-archive", "p-docker.tar"),
+        ("oci-archive", "p-oci.tar"),
+    ] {
+        let path = ctx.dir().join(file);
+        podman(&[
+            "save",
+            "--format",
+            format,
+            "-o",
+            path.to_str().context("path")?,
+            "localhost/bb:1",
+        ])?;
+        let loaded = ctx
+            .capsa(&["load", "-i", path.to_str().context("path")?])?
+            .ok()?;
+        ctx.capsa(&["tag", "localhost/bb:1", &format!("from-{format}:1")])?
+            .ok()?;
+        let out = ctx
+            .run(&[
+                "--rm",
+                &format!("from-{format}:1"),
+                "cat",
+                "/capsa-rootfs-marker",
+            ])?
+            .ok()?;
+        assert!(out.stdout.contains("capsa test rootfs"), "{loaded}\n{out}");
+    }
+    let _ = podman(&["rmi", "-a", "-f"]);
+    Ok(())
+}
+
+#[test]
+fn detached_container_outlives_the_cli_with_logs_exec_stop_wait_rm() -> Result<()> {
+    let ctx = EngineContext::new("engine-detached")?;
+    busybox_image(&ctx)?;
+    let script = "echo started; trap 'echo stopping; exit 7' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done";
+    let out = ctx
+        .run(&["-d", "--name", "d", "bb:1", "sh", "-c", script])?
+        .ok()?;
+    let id = out.stdout.trim().to_owned();
+    assert_eq!(id.len(), 64, "{out}");
+    // The CLI has exited; the container runs on.
+    eventually("two ticks in the log", Duration::from_secs(10), || {
+        Ok(ctx.capsa(&["logs", "d"])?.stdout.contains("tick 2"))
+    })?;
+    let ps = ctx
+        .capsa(&["ps", "--format", "{{.Names}} {{.State}}"])?
+        .ok()?;
+    assert!(ps.stdout.contains("d running"), "{ps}");
+    let follow = ctx
+        .command(&["logs", "-f", "d"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let exec = ctx.capsa(&["exec", "d", "cat", "/etc/hostname"])?.ok()?;
+    assert_eq!(exec.stdout.trim(), &id[..12], "{exec}");
+    ctx.capsa(&["stop", "-t", "5", "d"])?.ok()?;
+    let wait = ctx.capsa(&["wait", "d"])?.ok()?;
+    assert_eq!(wait.stdout.trim(), "7", "{wait}");
+    let followed = follow.wait_with_output()?;
+    let text = String::from_utf8(followed.stdout)?;
+    assert!(
+        text.starts_with("started\n") && text.contains("stopping"),
+        "{text}"
+    );
+    let tail = ctx.capsa(&["logs", "--tail", "1", "d"])?.ok()?;
+    assert_eq!(tail.stdout, "stopping\n", "{tail}");
+    let raw = std::fs::read_to_string(
+        ctx.root
+            .join("containers")
+            .join(&id)
+            .join(format!("{id}-json.log")),
+    )?;
+    let first: serde_json::Value = serde_json::from_str(raw.lines().next().context("log line")?)?;
+    assert_eq!(first["stream"], "stdout");
+    assert!(
+        first["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{first}"
+    );
+    let ps = ctx
+        .capsa(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])?
+        .ok()?;
+    assert!(ps.stdout.contains("d Exited (7)"), "{ps}");
+    ctx.capsa(&["rm", "d"])?.ok()?;
+    assert!(!ctx.root.join("containers").join(&id).exists());
+    assert!(capsa_tests::cleanup::mounts_below(ctx.dir()).is_empty());
+    let cgroups = capsa_tests::cleanup::cgroup_exists(&format!("{}/{id}", ctx.cgroup_parent))?;
+    assert!(cgroups.is_empty(), "{cgroups:?}");
+    Ok(())
+}
+
+#[test]
+fn bad_input_fails_clearly_and_leaves_nothing() -> Result<()> {
+    let ctx = EngineContext::new("engine-bad")?;
+    busybox_image(&ctx)?;
+    let cases: &[(&[&str], &str)] = &[
+        (&["--rm", "nosuch:1", "true"], "no such image"),
+        (&["--rm", "-v", "relative:/x", "bb:1", "true"], "absolute"),
+        (&["--rm", "-m", "lots", "bb:1", "true"], "size"),
+        (&["--rm", "--network", "bridge", "bb:1", "true"], "network"),
+        (
+            &["--rm", "-u", "nobody-here", "bb:1", "true"],
+            "no such user",
+        ),
+        (&["--rm", "bb:1", "/no/such/program"], "no/such/program"),
+    ];
+    for (args, message) in cases {
+        let out = ctx.run(args)?.failed()?;
+        assert!(out.stderr.contains(message), "expected {message:?}: {out}");
+    }
+    let ps = ctx.capsa(&["ps", "-aq"])?.ok()?;
+    assert_eq!(ps.stdout, "", "containers left: {ps}");
+    let left: Vec<_> = std::fs::read_dir(ctx.root.join("containers"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(capsa_tests::cleanup::mounts_below(ctx.dir()).is_empty());
+    let bad = ctx.dir().join("bad-layout");
+    std::fs::create_dir_all(&bad)?;
+    std::fs::write(bad.join("index.json"), "{not json")?;
+    let out = ctx
+        .capsa(&["load", "-i", bad.to_str().context("path")?])?
+        .failed()?;
+    assert!(out.stderr.contains("index.json"), "{out}");
+    ctx.capsa(&["rmi", "bb:1"])?.ok()?;
+    Ok(())
+}

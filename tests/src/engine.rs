@@ -1,0 +1,212 @@
+//! The engine harness: a `capsa` CLI with a store root, state dir and cgroup parent of its own
+//! per test, OCI image layouts written by hand (GNU tar + sha256sum, from busybox-static: nothing
+//! binary is committed), and cleanup of containers, monitors, mounts and cgroups on drop, even
+//! when the test fails.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::cleanup::{self, TempDir, unique_name};
+use crate::runtime::CmdOutput;
+
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// The `capsa` binary beside capsa-runtime (`CAPSA_BIN` overrides).
+pub fn capsa_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("CAPSA_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let runtime = crate::runtime::capsa_runtime_bin()?;
+    let bin = runtime.with_file_name("capsa");
+    if !bin.is_file() {
+        bail!("{} not found: cargo build --bins first", bin.display());
+    }
+    Ok(bin)
+}
+
+/// One test's engine world.
+pub struct EngineContext {
+    pub bin: PathBuf,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    /// `--cgroup-parent` for every container of the test (removed at the end).
+    pub cgroup_parent: String,
+    dir: TempDir,
+}
+
+impl EngineContext {
+    pub fn new(label: &str) -> Result<Self> {
+        let dir = TempDir::new(label)?;
+        Ok(Self {
+            bin: capsa_bin()?,
+            root: dir.path().join("root"),
+            state: dir.path().join("state"),
+            cgroup_parent: format!("/{}", unique_name(label)),
+            dir,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A command line for `capsa` with the test's root and state.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .arg("--state")
+            .arg(&self.state)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `capsa ARGS` to completion; stdout/stderr go to files (a detached container's
+    /// monitor must not hold a pipe of the test).
+    pub fn capsa(&self, args: &[&str]) -> Result<CmdOutput> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst);
+        let io = self.dir().join("io");
+        std::fs::create_dir_all(&io)?;
+        let out_path = io.join(format!("{n:04}.stdout"));
+        let err_path = io.join(format!("{n:04}.stderr"));
+        let status = self
+            .command(args)
+            .stdout(File::create(&out_path)?)
+            .stderr(File::create(&err_path)?)
+            .status()
+            .with_context(|| format!("running capsa {}", args.join(" ")))?;
+        Ok(CmdOutput {
+            command: format!("capsa {}", args.join(" ")),
+            status,
+            stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+            stdout_path: out_path,
+            stderr_path: err_path,
+        })
+    }
+
+    /// `capsa run --cgroup-parent P ARGS...` (the flags go before the image in `args`).
+    pub fn run(&self, args: &[&str]) -> Result<CmdOutput> {
+        let mut all = vec!["run", "--cgroup-parent", &self.cgroup_parent];
+        all.extend_from_slice(args);
+        self.capsa(&all)
+    }
+
+    /// Writes a busybox-static rootfs (the shared harness's) into `dir`.
+    pub fn busybox_rootfs(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.dir().join(name);
+        crate::rootfs::build(&dir)?;
+        Ok(dir)
+    }
+
+    /// Writes an OCI image layout at `<dir>/<name>` with one uncompressed tar layer per
+    /// directory in `layers` (lowest first; files named `.wh.*` are OCI whiteouts) and the
+    /// image config `config` (`{"Cmd": ...}`), tagged `reference`.
+    pub fn oci_layout(
+        &self,
+        name: &str,
+        layers: &[&Path],
+        config: Value,
+        reference: &str,
+    ) -> Result<PathBuf> {
+        let layout = self.dir().join(name);
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs)?;
+        let mut descs = Vec::new();
+        let mut diff_ids = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            let tar = layout.join(format!("layer{i}.tar"));
+            let st = Command::new("tar")
+                .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+                .arg(l)
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .status()?;
+            if !st.success() {
+                bail!("tar of {} failed", l.display());
+            }
+            let (digest, size) = put_blob(&blobs, &tar)?;
+            diff_ids.push(digest.clone());
+            descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}));
+        }
+        let cfg = json!({
+            "architecture": "amd64", "os": "linux",
+            "created": "2024-01-01T00:00:00Z",
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": layers.iter().map(|_| json!({"created": "2024-01-01T00:00:00Z", "created_by": "test"})).collect::<Vec<_>>(),
+        });
+        let (cdigest, csize) = put_bytes(&blobs, &layout, &serde_json::to_vec(&cfg)?)?;
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest, "size": csize},
+            "layers": descs,
+        });
+        let (mdigest, msize) = put_bytes(&blobs, &layout, &serde_json::to_vec(&manifest)?)?;
+        let index = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest, "size": msize,
+            "annotations": {"org.opencontainers.image.ref.name": reference}}]});
+        std::fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
+        std::fs::write(
+            layout.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        Ok(layout)
+    }
+}
+
+/// sha256 of a file with sha256sum.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let out = Command::new("sha256sum").arg(path).output()?;
+    let text = String::from_utf8(out.stdout)?;
+    let hex = text.split_whitespace().next().context("sha256sum output")?;
+    Ok(hex.to_owned())
+}
+
+fn put_blob(blobs: &Path, file: &Path) -> Result<(String, u64)> {
+    let hex = sha256_file(file)?;
+    let size = std::fs::metadata(file)?.len();
+    std::fs::rename(file, blobs.join(&hex))?;
+    Ok((format!("sha256:{hex}"), size))
+}
+
+fn put_bytes(blobs: &Path, layout: &Path, bytes: &[u8]) -> Result<(String, u64)> {
+    let tmp = layout.join("tmp.json");
+    std::fs::write(&tmp, bytes)?;
+    put_blob(blobs, &tmp)
+}
+
+impl Drop for EngineContext {
+    fn drop(&mut self) {
+        // Containers first (through the engine: it stops monitors and unmounts), then anything
+        // left: processes started with this root on their command line (monitors), the cgroup
+        // parent (kills what is in it), mounts below the temp dir.
+        if let Ok(out) = self.capsa(&["ps", "-aq"]) {
+            for id in out.stdout.split_whitespace() {
+                let _ = self.capsa(&["rm", "-f", id]);
+            }
+        }
+        let root = self.root.to_string_lossy().into_owned();
+        for pid in crate::context::processes_of(self.dir(), &root) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Err(e) = cleanup::remove_cgroup(&self.cgroup_parent) {
+            eprintln!("capsa-tests: cgroup {}: {e:#}", self.cgroup_parent);
+        }
+        let mut mounts = cleanup::mounts_below(self.dir());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
