@@ -5,7 +5,8 @@
 # the kernel looks for a dynamic binary's interpreter (/lib64/ld-linux-*.so) and libraries in the
 # container's rootfs, which need not have them. A static shim runs in any rootfs, even one that
 # holds only the module. `cargo build` alone makes a dynamic shim, which capsa-runtime refuses with
-# a message pointing here.
+# a message pointing here; the shim's [[bin]] needs the `binary` feature, so plain cargo builds do
+# not make one at all.
 #
 # The shim is built alone (`-p capsa-shim`), so cargo does not unify the host's features into it:
 # it has wasmtime's runtime only, no Cranelift (checked below). `--target` keeps the static flag
@@ -28,7 +29,7 @@ esac
 host=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    cargo build "${cargo_profile[@]}" -p capsa-shim --bin capsa-shim --target "$host"
+    cargo build "${cargo_profile[@]}" -p capsa-shim --bin capsa-shim --features binary --target "$host"
 
 built=$target_dir/$host/$profile/capsa-shim
 if readelf -lW "$built" | grep -q 'Requesting program interpreter'; then
@@ -40,8 +41,8 @@ if nm "$built" 2>/dev/null | grep -qi cranelift; then
     exit 1
 fi
 mkdir -p "$target_dir/$profile"
-# A rename, not a copy over the file: cargo's own (dynamic) capsa-shim there may be a hard link
-# to its build output, which must not be overwritten in place.
+# A rename, not a copy over the file: an older cargo-built capsa-shim there may be a hard link to
+# a build output, which must not be overwritten in place.
 install -m 0755 "$built" "$target_dir/$profile/.capsa-shim.tmp"
 mv -f "$target_dir/$profile/.capsa-shim.tmp" "$target_dir/$profile/capsa-shim"
 echo "build-shim.sh: static capsa-shim ($(du -h "$built" | cut -f1)) at $target_dir/$profile/capsa-shim"

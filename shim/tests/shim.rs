@@ -3,8 +3,9 @@
 //! `--artifact-fd`, and the tests check what a container's user would see: output, exit status,
 //! messages.
 //!
-//! `CAPSA_SHIM=/path/to/capsa-shim` runs them against another build of the shim (the release
-//! binary built alone, without Cranelift: `cargo build --release -p capsa-shim`).
+//! They run the static shim that scripts/build-shim.sh puts in target/<profile>/ (the binary
+//! capsa-runtime execs); `CAPSA_SHIM=/path/to/capsa-shim` runs them against another build (e.g.
+//! the release one: `scripts/build-shim.sh --release`).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -86,10 +87,28 @@ fn prog() -> &'static Path {
     })
 }
 
+/// The static shim scripts/build-shim.sh put beside the other binaries (target/<profile>/, two
+/// levels above this test's executable in target/<profile>/deps/), or `CAPSA_SHIM`.
 fn shim() -> PathBuf {
-    std::env::var_os("CAPSA_SHIM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_capsa-shim")))
+    static SHIM: OnceLock<PathBuf> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        let path = std::env::var_os("CAPSA_SHIM")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let exe = std::env::current_exe().expect("the test's executable");
+                exe.parent()
+                    .and_then(Path::parent)
+                    .expect("target/<profile>/deps/<test>")
+                    .join("capsa-shim")
+            });
+        assert!(
+            path.is_file(),
+            "{} is missing: build it with scripts/build-shim.sh (scripts/test.sh does)",
+            path.display()
+        );
+        path
+    })
+    .clone()
 }
 
 /// The shim's command for `artifact`: `--artifact-fd` (the descriptor is inherited), `options`,
@@ -523,62 +542,9 @@ fn sigterm_stops_a_module_blocked_in_a_sleep() {
 /// `blocking-write-and-flush`, and returns `ok` from `wasi:cli/run` when `fail` is 0 (`err`
 /// otherwise).
 fn hello_component(fail: i32) -> PathBuf {
-    let wat = format!(
-        r#"
-(component
-  (import "wasi:io/error@0.2.0" (instance $io-error
-    (export "error" (type (sub resource)))))
-  (alias export $io-error "error" (type $error))
-  (import "wasi:io/streams@0.2.0" (instance $streams
-    (alias outer 1 $error (type $error-outer))
-    (export "error" (type $error-local (eq $error-outer)))
-    (export "output-stream" (type $output-stream (sub resource)))
-    (type $stream-error-def (variant
-      (case "last-operation-failed" (own $error-local))
-      (case "closed")))
-    (export "stream-error" (type $stream-error (eq $stream-error-def)))
-    (export "[method]output-stream.blocking-write-and-flush"
-      (func (param "self" (borrow $output-stream)) (param "contents" (list u8))
-            (result (result (error $stream-error)))))))
-  (alias export $streams "output-stream" (type $output-stream))
-  (import "wasi:cli/stdout@0.2.0" (instance $stdout
-    (alias outer 1 $output-stream (type $output-stream-outer))
-    (export "output-stream" (type $os (eq $output-stream-outer)))
-    (export "get-stdout" (func (result (own $os))))))
-
-  (core module $memory (memory (export "memory") 1))
-  (core instance $memory (instantiate $memory))
-  (alias core export $memory "memory" (core memory $mem))
-
-  (core func $get-stdout (canon lower (func $stdout "get-stdout")))
-  (core func $write (canon lower
-    (func $streams "[method]output-stream.blocking-write-and-flush") (memory $mem)))
-  (core func $drop (canon resource.drop $output-stream))
-  (core instance $host
-    (export "get-stdout" (func $get-stdout))
-    (export "write" (func $write))
-    (export "drop" (func $drop)))
-
-  (core module $main
-    (import "host" "get-stdout" (func $get-stdout (result i32)))
-    (import "host" "write" (func $write (param i32 i32 i32 i32)))
-    (import "host" "drop" (func $drop (param i32)))
-    (import "env" "memory" (memory 1))
-    (data (i32.const 16) "hello from a component\n")
-    (func (export "run") (result i32)
-      (local $stream i32)
-      (local.set $stream (call $get-stdout))
-      (call $write (local.get $stream) (i32.const 16) (i32.const 23) (i32.const 64))
-      (call $drop (local.get $stream))
-      (i32.const {fail})))
-  (core instance $main (instantiate $main
-    (with "host" (instance $host))
-    (with "env" (instance $memory))))
-
-  (func $run (result (result)) (canon lift (core func $main "run")))
-  (instance $run (export "run" (func $run)))
-  (export "wasi:cli/run@0.2.0" (instance $run)))
-"#
+    let wat = include_str!("programs/hello-component.wat").replace(
+        "(i32.const 0) ;; the result",
+        &format!("(i32.const {fail}) ;; the result"),
     );
     component_wat(&format!("hello-component-{fail}.cwasm"), &wat)
 }

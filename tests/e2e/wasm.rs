@@ -90,7 +90,7 @@ const MISSING_IMPORT_WAT: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "_start")))"#;
 
-/// Skips under runc, and when capsa-shim was not built beside capsa-runtime.
+/// Skips under runc; fails when the static capsa-shim was not built beside capsa-runtime.
 fn wasm_context(label: &str) -> Result<Option<TestContext>> {
     let ctx = TestContext::new(label)?;
     if ctx.runtime.is_runc() {
@@ -98,16 +98,11 @@ fn wasm_context(label: &str) -> Result<Option<TestContext>> {
         return Ok(None);
     }
     let shim = ctx.runtime.bin.with_file_name("capsa-shim");
-    if !shim.is_file() {
-        skip(
-            label,
-            &format!(
-                "{} is missing: build it with `cargo build --workspace --bins`",
-                shim.display()
-            ),
-        )?;
-        return Ok(None);
-    }
+    ensure!(
+        shim.is_file(),
+        "{} is missing: build it with scripts/build-shim.sh (scripts/test.sh does)",
+        shim.display()
+    );
     Ok(Some(ctx))
 }
 
@@ -405,60 +400,9 @@ fn wasm_endless_loop_is_stopped_by_kill() -> Result<()> {
     Ok(())
 }
 
-/// A WASI preview 2 command component written by hand in WAT (no p2 toolchain is needed): it
-/// gets stdout from `wasi:cli/stdout`, prints a line with `blocking-write-and-flush` and returns
-/// `ok` from `wasi:cli/run`.
-const HELLO_COMPONENT_WAT: &str = r#"
-(component
-  (import "wasi:io/error@0.2.0" (instance $io-error
-    (export "error" (type (sub resource)))))
-  (alias export $io-error "error" (type $error))
-  (import "wasi:io/streams@0.2.0" (instance $streams
-    (alias outer 1 $error (type $error-outer))
-    (export "error" (type $error-local (eq $error-outer)))
-    (export "output-stream" (type $output-stream (sub resource)))
-    (type $stream-error-def (variant
-      (case "last-operation-failed" (own $error-local))
-      (case "closed")))
-    (export "stream-error" (type $stream-error (eq $stream-error-def)))
-    (export "[method]output-stream.blocking-write-and-flush"
-      (func (param "self" (borrow $output-stream)) (param "contents" (list u8))
-            (result (result (error $stream-error)))))))
-  (alias export $streams "output-stream" (type $output-stream))
-  (import "wasi:cli/stdout@0.2.0" (instance $stdout
-    (alias outer 1 $output-stream (type $output-stream-outer))
-    (export "output-stream" (type $os (eq $output-stream-outer)))
-    (export "get-stdout" (func (result (own $os))))))
-  (core module $memory (memory (export "memory") 1))
-  (core instance $memory (instantiate $memory))
-  (alias core export $memory "memory" (core memory $mem))
-  (core func $get-stdout (canon lower (func $stdout "get-stdout")))
-  (core func $write (canon lower
-    (func $streams "[method]output-stream.blocking-write-and-flush") (memory $mem)))
-  (core func $drop (canon resource.drop $output-stream))
-  (core instance $host
-    (export "get-stdout" (func $get-stdout))
-    (export "write" (func $write))
-    (export "drop" (func $drop)))
-  (core module $main
-    (import "host" "get-stdout" (func $get-stdout (result i32)))
-    (import "host" "write" (func $write (param i32 i32 i32 i32)))
-    (import "host" "drop" (func $drop (param i32)))
-    (import "env" "memory" (memory 1))
-    (data (i32.const 16) "hello from a component\n")
-    (func (export "run") (result i32)
-      (local $stream i32)
-      (local.set $stream (call $get-stdout))
-      (call $write (local.get $stream) (i32.const 16) (i32.const 23) (i32.const 64))
-      (call $drop (local.get $stream))
-      (i32.const 0)))
-  (core instance $main (instantiate $main
-    (with "host" (instance $host))
-    (with "env" (instance $memory))))
-  (func $run (result (result)) (canon lift (core func $main "run")))
-  (instance $run (export "run" (func $run)))
-  (export "wasi:cli/run@0.2.0" (instance $run)))
-"#;
+/// A WASI preview 2 command component written by hand in WAT (no p2 toolchain is needed), shared
+/// with the shim's tests.
+const HELLO_COMPONENT_WAT: &str = include_str!("../../shim/tests/programs/hello-component.wat");
 
 #[test]
 fn wasm_component_runs_and_prints() -> Result<()> {
