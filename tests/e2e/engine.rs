@@ -395,3 +395,78 @@ fn bad_input_fails_clearly_and_leaves_nothing() -> Result<()> {
     ctx.capsa(&["rmi", "bb:1"])?.ok()?;
     Ok(())
 }
+
+/// Writes "hello from wasm" with WASI's fd_write.
+const HELLO_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from wasm\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 16))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+#[test]
+fn wasm_images_in_all_three_forms_run_through_the_shim() -> Result<()> {
+    let ctx = EngineContext::new("engine-wasm")?;
+    if !ctx.bin.with_file_name("capsa-shim").is_file() {
+        return capsa_tests::context::skip(
+            "engine wasm",
+            "capsa-shim not built (scripts/build-shim.sh)",
+        );
+    }
+    let module = ctx.dir().join("hello.wasm");
+    std::fs::write(&module, wat::parse_str(HELLO_WAT)?)?;
+    // CNCF wasm artifact.
+    let cncf = ctx.raw_layout(
+        "cncf",
+        "application/vnd.wasm.config.v0+json",
+        &json!({"architecture": "wasm", "os": "wasip1", "layerDigests": []}),
+        &[("application/wasm", &module)],
+        "cncf",
+    )?;
+    // runwasi's layout: an OCI config with architecture wasm and a raw component-type layer.
+    let runwasi = ctx.raw_layout(
+        "runwasi",
+        "application/vnd.oci.image.config.v1+json",
+        &json!({"architecture": "wasm", "os": "wasip1", "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []}}),
+        &[(
+            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+            &module,
+        )],
+        "runwasi",
+    )?;
+    // Docker's wasi/wasm platform: a tar layer holding the module the entrypoint names.
+    let tree = ctx.dir().join("docker-tree");
+    std::fs::create_dir_all(&tree)?;
+    std::fs::copy(&module, tree.join("hello.wasm"))?;
+    let docker = ctx.oci_layout_for(
+        "docker",
+        &[&tree],
+        json!({"Entrypoint": ["/hello.wasm"]}),
+        "docker",
+        ("wasi", "wasm"),
+    )?;
+    for layout in [&cncf, &runwasi, &docker] {
+        let loaded = ctx
+            .capsa(&["load", "-i", layout.to_str().context("path")?])?
+            .ok()?;
+        let id = loaded
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Loaded image ID: "))
+            .context("loaded id")?
+            .to_owned();
+        let name = format!("w{}", &id[7..15]);
+        let out = ctx.run(&["-d", "--name", &name, &id])?.ok()?;
+        let wait = ctx.capsa(&["wait", &name])?.ok()?;
+        let logs = ctx.capsa(&["logs", &name])?.ok()?;
+        assert_eq!(wait.stdout.trim(), "0", "{out}\n{wait}\n{logs}");
+        assert_eq!(logs.stdout, "hello from wasm\n", "{logs}");
+        let inspect = ctx.capsa(&["inspect", &name])?.ok()?.json()?;
+        assert_eq!(inspect[0]["Wasm"], true);
+        ctx.capsa(&["rm", &name])?.ok()?;
+    }
+    Ok(())
+}

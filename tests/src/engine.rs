@@ -115,6 +115,18 @@ impl EngineContext {
         config: Value,
         reference: &str,
     ) -> Result<PathBuf> {
+        self.oci_layout_for(name, layers, config, reference, ("linux", "amd64"))
+    }
+
+    /// [`Self::oci_layout`] for another platform `(os, architecture)` (`("wasi", "wasm")`).
+    pub fn oci_layout_for(
+        &self,
+        name: &str,
+        layers: &[&Path],
+        config: Value,
+        reference: &str,
+        platform: (&str, &str),
+    ) -> Result<PathBuf> {
         let layout = self.dir().join(name);
         let blobs = layout.join("blobs/sha256");
         std::fs::create_dir_all(&blobs)?;
@@ -137,7 +149,7 @@ impl EngineContext {
             descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}));
         }
         let cfg = json!({
-            "architecture": "amd64", "os": "linux",
+            "architecture": platform.1, "os": platform.0,
             "created": "2024-01-01T00:00:00Z",
             "config": config,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -147,6 +159,45 @@ impl EngineContext {
         let manifest = json!({
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest, "size": csize},
+            "layers": descs,
+        });
+        let (mdigest, msize) = put_bytes(&blobs, &layout, &serde_json::to_vec(&manifest)?)?;
+        let index = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest, "size": msize,
+            "annotations": {"org.opencontainers.image.ref.name": reference}}]});
+        std::fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
+        std::fs::write(
+            layout.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        Ok(layout)
+    }
+}
+
+impl EngineContext {
+    /// Writes an OCI image layout whose layers are given as (media type, file) and whose config
+    /// has its own media type: the wasm artifact forms. Tagged `reference`.
+    pub fn raw_layout(
+        &self,
+        name: &str,
+        config_media_type: &str,
+        config: &Value,
+        layers: &[(&str, &Path)],
+        reference: &str,
+    ) -> Result<PathBuf> {
+        let layout = self.dir().join(name);
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs)?;
+        let mut descs = Vec::new();
+        for (media, file) in layers {
+            let bytes = std::fs::read(file)?;
+            let (digest, size) = put_bytes(&blobs, &layout, &bytes)?;
+            descs.push(json!({"mediaType": media, "digest": digest, "size": size}));
+        }
+        let (cdigest, csize) = put_bytes(&blobs, &layout, &serde_json::to_vec(config)?)?;
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": config_media_type, "digest": cdigest, "size": csize},
             "layers": descs,
         });
         let (mdigest, msize) = put_bytes(&blobs, &layout, &serde_json::to_vec(&manifest)?)?;
