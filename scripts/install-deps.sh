@@ -53,6 +53,8 @@ PACKAGES=(
     linux-image-amd64           # the VM's kernel and its modules (9p, overlay)
     kmod                        # modprobe --show-depends: the modules' load order
     cpio                        # the VM's initramfs
+    # The registry tests: htpasswd -B makes the registry's password file.
+    apache2-utils
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -18,6 +18,7 @@ mod export;
 mod import;
 pub mod manifest;
 pub mod reference;
+pub mod registry;
 pub mod rootfs;
 pub mod store;
 mod sys;
