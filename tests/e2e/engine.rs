@@ -409,12 +409,10 @@ const HELLO_WAT: &str = r#"(module
 #[test]
 fn wasm_images_in_all_three_forms_run_through_the_shim() -> Result<()> {
     let ctx = EngineContext::new("engine-wasm")?;
-    if !ctx.bin.with_file_name("capsa-shim").is_file() {
-        return capsa_tests::context::skip(
-            "engine wasm",
-            "capsa-shim not built (scripts/build-shim.sh)",
-        );
-    }
+    ensure!(
+        ctx.bin.with_file_name("capsa-shim").is_file(),
+        "capsa-shim not built beside capsa: scripts/build-shim.sh (scripts/test.sh does)"
+    );
     let module = ctx.dir().join("hello.wasm");
     std::fs::write(&module, wat::parse_str(HELLO_WAT)?)?;
     // CNCF wasm artifact.
@@ -458,6 +456,14 @@ fn wasm_images_in_all_three_forms_run_through_the_shim() -> Result<()> {
             .find_map(|l| l.strip_prefix("Loaded image ID: "))
             .context("loaded id")?
             .to_owned();
+        // Compiled at load: the cache holds the artifact before any container ran. The three
+        // forms carry the same module, so they share one entry.
+        ensure!(
+            wasm_cache_entries(&ctx)? == 1,
+            "{} compiled artifacts after loading {}",
+            wasm_cache_entries(&ctx)?,
+            layout.display()
+        );
         let name = format!("w{}", &id[7..15]);
         let out = ctx.run(&["-d", "--name", &name, &id])?.ok()?;
         let wait = ctx.capsa(&["wait", &name])?.ok()?;
@@ -467,6 +473,91 @@ fn wasm_images_in_all_three_forms_run_through_the_shim() -> Result<()> {
         let inspect = ctx.capsa(&["inspect", &name])?.ok()?.json()?;
         assert_eq!(inspect[0]["Wasm"], true);
         ctx.capsa(&["rm", &name])?.ok()?;
+    }
+    // Running them compiled nothing more.
+    ensure!(
+        wasm_cache_entries(&ctx)? == 1,
+        "the runs added cache entries"
+    );
+    Ok(())
+}
+
+/// The artifacts in the engine's wasm cache (in the store root, so they survive a reboot).
+fn wasm_cache_entries(ctx: &EngineContext) -> Result<usize> {
+    let dir = ctx.root.join("wasm-cache");
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    Ok(std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .count())
+}
+
+/// Sleeps 60 s in WASI's poll_oneoff (a relative monotonic-clock subscription).
+const SLEEP_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+
+#[test]
+fn a_wasm_image_runs_in_its_own_namespaces_and_cgroup() -> Result<()> {
+    let ctx = EngineContext::new("engine-wasm-ns")?;
+    let module = ctx.dir().join("sleep.wasm");
+    std::fs::write(&module, wat::parse_str(SLEEP_WAT)?)?;
+    let layout = ctx.raw_layout(
+        "sleep",
+        "application/vnd.wasm.config.v0+json",
+        &json!({"architecture": "wasm", "os": "wasip1", "layerDigests": []}),
+        &[("application/wasm", &module)],
+        "sleep",
+    )?;
+    let loaded = ctx
+        .capsa(&["load", "-i", layout.to_str().context("path")?])?
+        .ok()?;
+    let id = loaded
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image ID: "))
+        .context("loaded id")?
+        .to_owned();
+    ctx.run(&["-d", "--name", "sleeper", &id])?.ok()?;
+    let inspect = ctx.capsa(&["inspect", "sleeper"])?.ok()?.json()?;
+    let pid = inspect[0]["State"]["Pid"]
+        .as_i64()
+        .context("State.Pid of a running container")?;
+    // The shim is the container's process: /proc/PID/exe is capsa-shim.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
+    ensure!(
+        exe.file_name().is_some_and(|n| n == "capsa-shim"),
+        "the container's process is {}",
+        exe.display()
+    );
+    for ns in ["pid", "net", "ipc", "uts", "mnt"] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))?;
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}"))?;
+        ensure!(
+            theirs != ours,
+            "the wasm container shares the {ns} namespace"
+        );
+    }
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    ensure!(
+        cgroup.contains(&ctx.cgroup_parent),
+        "not in the container's cgroup under {}: {cgroup}",
+        ctx.cgroup_parent
+    );
+    ctx.capsa(&["rm", "-f", "sleeper"])?.ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        ensure!(
+            Instant::now() < deadline,
+            "the shim (pid {pid}) outlived rm -f"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }

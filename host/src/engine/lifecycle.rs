@@ -22,8 +22,7 @@ use crate::runtime::{self, CreateOptions, ExecOptions, ProcessFlags, ProcessSour
 
 /// The annotation that makes the runtime run args[0] through capsa-shim.
 const WASM_VARIANT: &str = "module.wasm.image/variant";
-/// Where a raw wasm layer's module appears in the container.
-const WASM_MODULE_PATH: &str = "/module.wasm";
+use super::wasm::WASM_MODULE_PATH;
 /// The default cgroup parent.
 const CGROUP_PARENT: &str = "/capsa";
 

@@ -28,6 +28,7 @@ mod logs;
 mod monitor;
 mod spec;
 mod user;
+mod wasm;
 
 pub use container::{ContainerRecord, ExitRecord, State};
 pub use diff::{Change, ChangeKind};
@@ -59,10 +60,13 @@ impl Engine {
     pub fn open(root: &Path, state: &Path) -> Result<Engine> {
         let store = Store::open(root)?;
         let root = store.root().to_owned();
+        // Compiled wasm modules live with the images (a reboot clears `state`).
+        let runtime =
+            StateRoot::new(state.join("runtime")).with_wasm_cache(root.join("wasm-cache"));
         Ok(Engine {
             store,
             root,
-            runtime: StateRoot::new(state.join("runtime")),
+            runtime,
         })
     }
 

@@ -145,6 +145,8 @@ impl Record {
 #[derive(Debug, Clone)]
 pub struct StateRoot {
     dir: PathBuf,
+    /// Where compiled wasm modules are cached; `<dir>/.wasm-cache` unless set.
+    wasm_cache: Option<PathBuf>,
 }
 
 /// A container's state directory, locked for the lifetime of this value.
@@ -156,7 +158,18 @@ pub struct ContainerDir {
 impl StateRoot {
     /// The state root at `dir` (created on first use).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            wasm_cache: None,
+        }
+    }
+
+    /// The same state root with its wasm cache at `dir`: the engine keeps compiled modules in its
+    /// store (which survives a reboot, unlike a state root under /run), next to the images they
+    /// come from.
+    pub fn with_wasm_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.wasm_cache = Some(dir.into());
+        self
     }
 
     /// The directory of the state root.
@@ -173,7 +186,9 @@ impl StateRoot {
     /// Where compiled wasm modules are cached (`wasm::compile`). It holds no `state.json`, so
     /// `list` skips it.
     pub fn wasm_cache(&self) -> PathBuf {
-        self.dir.join(".wasm-cache")
+        self.wasm_cache
+            .clone()
+            .unwrap_or_else(|| self.dir.join(".wasm-cache"))
     }
 
     /// Creates and locks the directory for a new container `id`.

@@ -221,8 +221,8 @@ pub fn find_program(
 }
 
 /// The program as a binary with its kind: binary wasm is checked for a known version, anything
-/// else is parsed as WAT text.
-fn to_binary(path: &Path, bytes: Vec<u8>) -> Result<WasmProgram> {
+/// else is parsed as WAT text. `path` is where the container sees it (for messages).
+pub fn to_binary(path: &Path, bytes: Vec<u8>) -> Result<WasmProgram> {
     let binary = if FileType::of(&bytes) == FileType::WasmBinary {
         bytes
     } else {

@@ -64,3 +64,12 @@ pub fn prepare(
     let artifact = compile::cached_artifact(cache, &program, &options)?;
     ShimExec::new(spec, process, &program, artifact, &options).map(Some)
 }
+
+/// Compiles `bytes` (a module or component, binary or text, that a container will see at `path`)
+/// into `cache` ahead of time, with the default options (no `capsa.wasm/*` annotations), so the
+/// first container that runs it starts from the cache. The engine calls it when a wasm image is
+/// loaded or pulled. Returns the artifact's path.
+pub fn precompile(cache: &Path, path: &Path, bytes: Vec<u8>) -> Result<std::path::PathBuf> {
+    let program = detect::to_binary(path, bytes)?;
+    Ok(compile::cached_artifact(cache, &program, &WasmOptions::default())?.path)
+}

@@ -372,14 +372,23 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Load { input, quiet } => {
             let loaded = engine.store().load(&input)?;
-            if !quiet {
-                for l in loaded {
-                    if l.names.is_empty() {
-                        println!("Loaded image ID: {}", l.id);
-                    }
-                    for n in l.names {
-                        println!("Loaded image: {n}");
-                    }
+            for l in loaded {
+                // Wasm images are compiled now, ahead of their first container. A module that
+                // does not compile leaves the image loaded (as Docker would) with a warning.
+                if let Err(e) = engine.precompile_wasm(&l.id.to_string()) {
+                    eprintln!(
+                        "capsa: warning: image {}: its wasm module does not compile: {e}",
+                        l.id
+                    );
+                }
+                if quiet {
+                    continue;
+                }
+                if l.names.is_empty() {
+                    println!("Loaded image ID: {}", l.id);
+                }
+                for n in l.names {
+                    println!("Loaded image: {n}");
                 }
             }
             Ok(0)
