@@ -561,3 +561,53 @@ fn a_wasm_image_runs_in_its_own_namespaces_and_cgroup() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn push_to_a_registry_then_pull_back_and_run() -> Result<()> {
+    let ctx = EngineContext::new("engine-registry")?;
+    let registry = capsa_tests::registry::Registry::start()?;
+    busybox_image(&ctx)?;
+    let remote = format!("{}/capsa-test/bb:1", registry.host());
+    let pushed = ctx.capsa(&["push", "-q", "bb:1", &remote])?.ok()?;
+    let digest = pushed
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .context("push prints the manifest digest")?
+        .to_owned();
+    // skopeo (a peer) sees what capsa pushed.
+    let inspect = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{remote}"),
+        ])
+        .output()?;
+    ensure!(inspect.status.success(), "skopeo inspect: {inspect:?}");
+    let seen: serde_json::Value = serde_json::from_slice(&inspect.stdout)?;
+    ensure!(
+        seen["Digest"] == digest.as_str(),
+        "skopeo sees {}",
+        seen["Digest"]
+    );
+
+    ctx.capsa(&["rmi", "bb:1"])?.ok()?;
+    let pulled = ctx.capsa(&["pull", "-q", &remote])?.ok()?;
+    ensure!(pulled.stdout.trim().starts_with("sha256:"), "{pulled}");
+    let out = ctx.run(&["--rm", &remote, "echo", "pulled"])?.ok()?;
+    ensure!(out.stdout == "pulled\n", "{out}");
+    // Pulled again: nothing to fetch.
+    let again = ctx.capsa(&["pull", &remote])?.ok()?;
+    ensure!(again.stdout.contains("0 blobs fetched"), "{again}");
+
+    // Bad input: a registry with nothing listening, and a malformed reference.
+    let port = capsa_tests::registry::free_port()?;
+    let refused = ctx.capsa(&["pull", &format!("127.0.0.1:{port}/x/y:1")])?;
+    ensure!(
+        refused.code() != 0 && refused.stderr.contains(&format!("127.0.0.1:{port}")),
+        "{refused}"
+    );
+    let bad = ctx.capsa(&["pull", "UPPER/Case::x"])?;
+    ensure!(bad.code() != 0 && !bad.stderr.is_empty(), "{bad}");
+    Ok(())
+}

@@ -156,6 +156,51 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Pull an image from a registry (OCI distribution API).
+    Pull {
+        /// `[registry/]repository[:tag|@digest]`; Docker Hub when no registry is named.
+        reference: String,
+        /// os/arch[/variant]; default linux/<this machine>, else wasi/wasm.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Plain HTTP for this registry (loopback registries always are).
+        #[arg(long)]
+        insecure: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Push an image to a registry.
+    Push {
+        /// The image in the store.
+        image: String,
+        /// Where to push it, if not to the image's own name.
+        destination: Option<String>,
+        /// Plain HTTP for this registry (loopback registries always are).
+        #[arg(long)]
+        insecure: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Log in to a registry: the credentials are checked, then stored (0600) in the store root.
+    Login {
+        /// The registry (`host[:port]`).
+        server: String,
+        #[arg(short, long)]
+        username: String,
+        /// The password (prefer --password-stdin: a command line is visible to other users).
+        #[arg(short, long, conflicts_with = "password_stdin")]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Plain HTTP for this registry (loopback registries always are).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Forget the credentials of a registry.
+    Logout {
+        /// The registry (`host[:port]`).
+        server: String,
+    },
     /// Save images: docker (default), oci-archive (or oci), oci-dir.
     Save {
         #[arg(short, long)]
@@ -370,6 +415,109 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let engine = Engine::open(&root, &state)
         .with_context(|| format!("open the store at {}", root.display()))?;
     match cli.command {
+        Command::Pull {
+            reference,
+            platform,
+            insecure,
+            quiet,
+        } => {
+            let options = registry_options(&reference, insecure);
+            let report = capsa_images::registry::pull_command(
+                engine.store(),
+                &reference,
+                platform.as_deref(),
+                quiet,
+                &options,
+            )
+            .with_context(|| format!("pull {reference}"))?;
+            // Threads of the download are joined: the process is single-threaded again.
+            if let Err(e) = engine.precompile_wasm(&report.id.to_string()) {
+                eprintln!(
+                    "capsa: warning: image {}: its wasm module does not compile: {e}",
+                    report.id
+                );
+            }
+            if quiet {
+                println!("{}", report.id);
+            } else {
+                println!("Digest: {}", report.manifest);
+                println!(
+                    "Pulled {}: {} blobs fetched, {} already here",
+                    report.name.as_deref().unwrap_or(&reference),
+                    report.fetched.len(),
+                    report.reused.len()
+                );
+            }
+            Ok(0)
+        }
+        Command::Push {
+            image,
+            destination,
+            insecure,
+            quiet,
+        } => {
+            let target = destination.clone().unwrap_or_else(|| image.clone());
+            let options = registry_options(&target, insecure);
+            let report = capsa_images::registry::push_command(
+                engine.store(),
+                &image,
+                destination.as_deref(),
+                quiet,
+                &options,
+            )
+            .with_context(|| format!("push {image} to {target}"))?;
+            if !quiet {
+                println!(
+                    "Pushed {target}: {} blobs uploaded, {} mounted, {} already there",
+                    report.uploaded.len(),
+                    report.mounted.len(),
+                    report.existing.len()
+                );
+            }
+            if let Some(digest) = report.manifest {
+                println!("Digest: {digest}");
+            }
+            Ok(0)
+        }
+        Command::Login {
+            server,
+            username,
+            password,
+            password_stdin,
+            insecure,
+        } => {
+            let password = match (password, password_stdin) {
+                (Some(p), _) => p,
+                (None, true) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("read the password from stdin")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+                (None, false) => bail!("give the password with --password-stdin or -p"),
+            };
+            let options = registry_options(&format!("{server}/x"), insecure);
+            capsa_images::registry::login_command(
+                engine.store(),
+                &server,
+                &username,
+                &password,
+                &options,
+            )
+            .with_context(|| format!("log in to {server}"))?;
+            println!("Login Succeeded");
+            Ok(0)
+        }
+        Command::Logout { server } => {
+            if capsa_images::registry::logout_command(engine.store(), &server)? {
+                println!("Removing login credentials for {server}");
+                Ok(0)
+            } else {
+                eprintln!("capsa: not logged in to {server}");
+                Ok(1)
+            }
+        }
         Command::Load { input, quiet } => {
             let loaded = engine.store().load(&input)?;
             for l in loaded {
@@ -839,4 +987,14 @@ fn ps(engine: &Engine, all: bool, quiet: bool, format: Option<&str>) -> Result<i
     )
     .print(&rows);
     Ok(0)
+}
+
+/// Registry options for a command on `reference`: with `insecure`, its registry is reached over
+/// plain HTTP (Docker's `insecure-registries`, podman's `--tls-verify=false`).
+fn registry_options(reference: &str, insecure: bool) -> capsa_images::registry::RegistryOptions {
+    let mut options = capsa_images::registry::RegistryOptions::default();
+    if insecure && let Ok(parsed) = capsa_images::registry::ImageRef::parse(reference) {
+        options.insecure.push(parsed.registry().to_owned());
+    }
+    options
 }
