@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# capsa's demo: installs what capsa needs, builds capsa (release) and runs a container with it,
-# printing what the container sees of itself: a native container (busybox-static) and a wasm one (a
-# WASI module built here with clang-14, run by capsa-shim in the same envelope), both as bundles
-# under `capsa-runtime run`. Runs as root.
+# capsa's demo: installs what capsa needs, builds capsa (release), makes two images itself (no
+# network needed) and runs a container of each with the `capsa` engine, printing what the
+# container sees of itself:
+#   - a native image: a busybox-static rootfs, imported as an image (`capsa import`);
+#   - a wasm image: a WASI module built here with clang-14, packaged as a CNCF wasm OCI artifact
+#     (an OCI layout) and loaded (`capsa load`), which compiles it ahead of time; it runs under
+#     capsa-shim in the same envelope (namespaces, cgroup, overlay rootfs).
+# Runs as root.
 #
-# Everything it makes lives in one temporary directory and one cgroup (/capsa-demo-<pid>), both
-# removed on exit, whatever happens. CAPSA_DEMO_RUNTIME=/path/to/runc runs the same bundle under
-# another runc-compatible runtime, to compare.
+# Everything it makes lives in one temporary directory (the store root and state dir are in it)
+# and one cgroup parent (/capsa-demo-<pid>), both removed on exit, whatever happens.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,54 +27,29 @@ if [[ -z ${CAPSA_DEMO_SKIP_INSTALL:-} ]]; then
     bash "$repo/scripts/install-deps.sh"
 fi
 
-if [[ -z ${CAPSA_DEMO_RUNTIME:-} ]]; then
-    echo "demo.sh: building capsa (release)"
-    (cd "$repo" && cargo build --release --quiet -p capsa-host --bin capsa-runtime)
-    # The shim is exec'd inside the container's rootfs: static, without a compiler.
-    bash "$repo/scripts/build-shim.sh" --release
-    runtime=$repo/target/release/capsa-runtime
-else
-    runtime=$CAPSA_DEMO_RUNTIME
-fi
+echo "demo.sh: building capsa (release)"
+(cd "$repo" && cargo build --release --quiet -p capsa-host --bins)
+# The shim is exec'd inside the container's rootfs: static, without a compiler.
+bash "$repo/scripts/build-shim.sh" --release
 
 tmp=$(mktemp -d /tmp/capsa-demo.XXXXXX)
-id=capsa-demo-$$
 cgroup=/capsa-demo-$$
+capsa=("$repo/target/release/capsa" --root "$tmp/root" --state "$tmp/state")
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
-    "$runtime" --root "$tmp/state" delete --force "$id" >/dev/null 2>&1 || true
-    "$runtime" --root "$tmp/state" delete --force "$id-wasm" >/dev/null 2>&1 || true
+    "${capsa[@]}" rm -f demo-native demo-wasm >/dev/null 2>&1 || true
     remove_cgroup_everywhere "$cgroup"
-    remove_cgroup_everywhere "$cgroup-wasm"
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-make_busybox_rootfs "$tmp/bundle/rootfs"
-# shellcheck disable=SC2016 # expanded inside the container
-script='echo "hostname:   $(hostname)"
-echo "my pid:     $$"
-echo "pid 1:      $(cat /proc/1/comm)"
-echo "id:         $(id)"
-echo "processes:  $(ls -d /proc/[0-9]* | wc -l)"
-echo "network:    $(ls /sys/class/net | tr "\n" " ")"
-echo "root fs:    $(touch /probe 2>/dev/null && echo writable || echo read-only)"'
-write_busybox_config "$tmp/bundle" "$(jq -cn --arg s "$script" '["/bin/sh", "-c", $s]')" "$cgroup" capsa-demo
+# The native image: a busybox-static rootfs as a tarball, imported.
+make_busybox_rootfs "$tmp/rootfs"
+tar -C "$tmp/rootfs" -cf "$tmp/rootfs.tar" .
+"${capsa[@]}" import "$tmp/rootfs.tar" capsa-demo/busybox:1 >/dev/null
 
-echo "demo.sh: $runtime run $id"
-echo "---"
-status=0
-"$runtime" --root "$tmp/state" run --bundle "$tmp/bundle" "$id" </dev/null || status=$?
-echo "---"
-echo "demo.sh: the container exited with status $status"
-[[ $status -eq 0 ]] || exit "$status"
-
-if [[ -n ${CAPSA_DEMO_RUNTIME:-} ]]; then
-    exit 0 # another runtime: it has no wasm handler
-fi
-
-# The same envelope, with a WASI module as its program: capsa-runtime compiles it ahead of time
-# (cached under --root) and execs capsa-shim instead of a native binary.
+# The wasm image: a WASI module as a CNCF wasm OCI artifact (config
+# application/vnd.wasm.config.v0+json, the module as one application/wasm layer).
 cat >"$tmp/hello.c" <<'C'
 #include <dirent.h>
 #include <stdio.h>
@@ -86,16 +64,56 @@ int main(int argc, char **argv) {
 }
 C
 clang-14 --target=wasm32-wasi -O2 -o "$tmp/hello.wasm" "$tmp/hello.c"
-make_busybox_rootfs "$tmp/wasm/rootfs"
-install -m 0755 "$tmp/hello.wasm" "$tmp/wasm/rootfs/hello.wasm"
-write_busybox_config "$tmp/wasm" '["/hello.wasm"]' "$cgroup-wasm" capsa-demo-wasm
-jq '.annotations["run.oci.handler"] = "wasm" | .process.env += ["GREETING=hi"]' \
-    "$tmp/wasm/config.json" >"$tmp/wasm/config.json.new"
-mv "$tmp/wasm/config.json.new" "$tmp/wasm/config.json"
+layout=$tmp/hello-layout
+mkdir -p "$layout/blobs/sha256"
+# blob FILE: stores FILE in the layout under its digest; prints "sha256:HEX SIZE".
+blob() {
+    local hex
+    hex=$(sha256sum "$1" | cut -d' ' -f1)
+    cp "$1" "$layout/blobs/sha256/$hex"
+    echo "sha256:$hex $(stat -c %s "$1")"
+}
+read -r module_digest module_size < <(blob "$tmp/hello.wasm")
+jq -cn --arg d "$module_digest" '{architecture: "wasm", os: "wasip1", layerDigests: [$d]}' >"$tmp/config.json"
+read -r config_digest config_size < <(blob "$tmp/config.json")
+jq -cn --arg cd "$config_digest" --argjson cs "$config_size" \
+    --arg md "$module_digest" --argjson ms "$module_size" '{
+    schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: {mediaType: "application/vnd.wasm.config.v0+json", digest: $cd, size: $cs},
+    layers: [{mediaType: "application/wasm", digest: $md, size: $ms}]}' >"$tmp/manifest.json"
+read -r manifest_digest manifest_size < <(blob "$tmp/manifest.json")
+jq -n --arg d "$manifest_digest" --argjson s "$manifest_size" '{
+    schemaVersion: 2, manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json",
+    digest: $d, size: $s,
+    annotations: {"org.opencontainers.image.ref.name": "capsa-demo/hello-wasm:1"}}]}' >"$layout/index.json"
+echo '{"imageLayoutVersion": "1.0.0"}' >"$layout/oci-layout"
+"${capsa[@]}" load -q -i "$layout"
 
-echo "demo.sh: $runtime run $id-wasm (a WASI module under capsa-shim)"
+echo "demo.sh: the images (capsa images)"
+"${capsa[@]}" images
+
+# shellcheck disable=SC2016 # expanded inside the container
+script='echo "hostname:   $(hostname)"
+echo "my pid:     $$"
+echo "pid 1:      $(cat /proc/1/comm)"
+echo "id:         $(id)"
+echo "processes:  $(ls -d /proc/[0-9]* | wc -l)"
+echo "network:    $(ls /sys/class/net | tr "\n" " ")"
+echo "root fs:    $(touch /probe 2>/dev/null && echo writable || echo read-only)"'
+
+status=0
+echo "demo.sh: capsa run --rm capsa-demo/busybox:1 (a native container)"
 echo "---"
-"$runtime" --root "$tmp/state" run --bundle "$tmp/wasm" "$id-wasm" </dev/null || status=$?
+"${capsa[@]}" run --rm --name demo-native --hostname capsa-demo --network none --read-only \
+    --cgroup-parent "$cgroup" capsa-demo/busybox:1 sh -c "$script" </dev/null || status=$?
+echo "---"
+echo "demo.sh: the native container exited with status $status"
+[[ $status -eq 0 ]] || exit "$status"
+
+echo "demo.sh: capsa run --rm capsa-demo/hello-wasm:1 (a WASI module under capsa-shim)"
+echo "---"
+"${capsa[@]}" run --rm --name demo-wasm -e GREETING=hi --cgroup-parent "$cgroup" \
+    capsa-demo/hello-wasm:1 </dev/null || status=$?
 echo "---"
 echo "demo.sh: the wasm container exited with status $status"
 exit "$status"
