@@ -600,6 +600,68 @@ fn push_to_a_registry_then_pull_back_and_run() -> Result<()> {
     let again = ctx.capsa(&["pull", &remote])?.ok()?;
     ensure!(again.stdout.contains("0 blobs fetched"), "{again}");
 
+    // A committed image pushes too, and skopeo copies it out as an OCI layout.
+    ctx.run(&[
+        "--name",
+        "committer",
+        &remote,
+        "sh",
+        "-c",
+        "echo changed > /changed",
+    ])?
+    .ok()?;
+    ctx.capsa(&["commit", "committer", "bb:2"])?.ok()?;
+    ctx.capsa(&["rm", "committer"])?.ok()?;
+    let remote2 = format!("{}/capsa-test/bb:2", registry.host());
+    ctx.capsa(&["push", "bb:2", &remote2])?.ok()?;
+    let copied = ctx.dir().join("copied");
+    let copy = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{remote2}"),
+        ])
+        .arg(format!("oci:{}:bb", copied.display()))
+        .output()?;
+    ensure!(copy.status.success(), "skopeo copy: {copy:?}");
+    let manifest: serde_json::Value = serde_json::from_slice(&copy_manifest(&copied)?)?;
+    ensure!(
+        manifest["layers"].as_array().map(Vec::len) == Some(2),
+        "the committed image has two layers: {manifest}"
+    );
+
+    // A wasm artifact: pushed, removed, pulled (compiled at pull) and run.
+    let module = ctx.dir().join("hello.wasm");
+    std::fs::write(&module, wat::parse_str(HELLO_WAT)?)?;
+    let layout = ctx.raw_layout(
+        "wasm-art",
+        "application/vnd.wasm.config.v0+json",
+        &json!({"architecture": "wasm", "os": "wasip1", "layerDigests": []}),
+        &[("application/wasm", &module)],
+        "wasm-art",
+    )?;
+    let loaded = ctx
+        .capsa(&["load", "-i", layout.to_str().context("path")?])?
+        .ok()?;
+    let id = loaded
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image ID: "))
+        .context("loaded id")?
+        .to_owned();
+    let wasm_remote = format!("{}/capsa-test/hello-wasm:1", registry.host());
+    ctx.capsa(&["push", &id, &wasm_remote])?.ok()?;
+    ctx.capsa(&["rmi", &id])?.ok()?;
+    std::fs::remove_dir_all(ctx.root.join("wasm-cache"))?;
+    ctx.capsa(&["pull", "--platform", "wasi/wasm", &wasm_remote])?
+        .ok()?;
+    ensure!(
+        wasm_cache_entries(&ctx)? == 1,
+        "the wasm artifact was not compiled at pull"
+    );
+    let out = ctx.run(&["--rm", &wasm_remote])?.ok()?;
+    ensure!(out.stdout == "hello from wasm\n", "{out}");
+
     // Bad input: a registry with nothing listening, and a malformed reference.
     let port = capsa_tests::registry::free_port()?;
     let refused = ctx.capsa(&["pull", &format!("127.0.0.1:{port}/x/y:1")])?;
@@ -610,4 +672,14 @@ fn push_to_a_registry_then_pull_back_and_run() -> Result<()> {
     let bad = ctx.capsa(&["pull", "UPPER/Case::x"])?;
     ensure!(bad.code() != 0 && !bad.stderr.is_empty(), "{bad}");
     Ok(())
+}
+
+/// The manifest of the only image in the OCI layout `dir`.
+fn copy_manifest(dir: &Path) -> Result<Vec<u8>> {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json"))?)?;
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .context("index.json names a sha256 manifest")?;
+    Ok(std::fs::read(dir.join("blobs/sha256").join(digest))?)
 }
