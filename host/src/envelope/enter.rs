@@ -19,10 +19,9 @@ use nix::unistd::setsid;
 use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use super::console;
-use super::exec::Payload;
-use super::identity::{CapabilityMasks, become_user, set_no_new_privs, set_rlimits};
-use super::init::{join_session_keyring, mark_fds_cloexec};
-use super::seccomp::{self, Filter};
+use super::identity::{Assumed, assume_identity, set_no_new_privs};
+use super::init::join_session_keyring;
+use super::seccomp::Filter;
 use super::sync::{FromInit, ToInit};
 use crate::error::{Context, Error, Result, invalid};
 use crate::sys::clone::{Forked, fork_with};
@@ -188,30 +187,10 @@ fn enter_and_exec(args: &EnterArgs) -> Result<Infallible> {
         drop(unsafe { OwnedFd::from_raw_fd(socket) });
     }
     join_session_keyring(args.id);
-    std::env::set_current_dir(process.cwd())
-        .with(|| format!("chdir {}", process.cwd().display()))?;
-    let program = Payload::resolve(process, args.wasm)?;
-    set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .with(|| format!("set oomScoreAdj {adj}"))?;
-    }
-    let caps = process
-        .capabilities()
-        .as_ref()
-        .map(CapabilityMasks::from_config)
-        .transpose()?
-        .unwrap_or_default();
-    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
-    // As in the init: without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN, so the filter goes on
-    // before the capabilities go when the process will not keep it.
-    if seccomp::load_before_dropping_capabilities(no_new_privileges, caps.effective)
-        && let Some(mut early) = filter.take()
-    {
-        early.load()?;
-    }
-    become_user(process, &caps)?;
-    mark_fds_cloexec(3 + args.preserve_fds);
+    let Assumed {
+        payload: program,
+        no_new_privileges,
+    } = assume_identity(process, args.wasm, &mut filter, args.preserve_fds)?;
     if no_new_privileges {
         set_no_new_privs()?;
     }

@@ -10,7 +10,11 @@ use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimit, Process};
 
+use super::exec::Payload;
+use super::init::mark_fds_cloexec;
+use super::seccomp::{self, Filter};
 use crate::error::{Context, Error, Result, invalid};
+use crate::wasm::ShimExec;
 
 /// The capability sets of the config as bit masks, restricted to what this kernel knows.
 #[derive(Debug, Default, Clone, Copy)]
@@ -257,4 +261,52 @@ pub fn set_no_new_privs() -> Result<()> {
         return Err(Errno::last()).with(|| "prctl(PR_SET_NO_NEW_PRIVS)".to_string());
     }
     Ok(())
+}
+
+/// What [`assume_identity`] leaves for the last steps before exec.
+pub struct Assumed<'a> {
+    /// The program to exec (native, or the shim for a wasm program).
+    pub payload: Payload<'a>,
+    /// `process.noNewPrivileges`: set just before the filter is loaded.
+    pub no_new_privileges: bool,
+}
+
+/// The steps that make this process the container's `process`, shared by the init and an
+/// exec'd process so the two cannot drift apart: chdir to `cwd`, find the program, rlimits,
+/// oomScoreAdj, then uid/gid and capabilities. Without no_new_privs, seccomp(2) needs
+/// CAP_SYS_ADMIN, so when the process will not keep it the filter is loaded (and taken out of
+/// `filter`) before the capabilities go, as runc does: from then on every syscall until execve
+/// must pass the profile. Descriptors from 3 + `preserve_fds` on are marked close-on-exec.
+pub fn assume_identity<'a>(
+    process: &Process,
+    wasm: Option<&'a ShimExec>,
+    filter: &mut Option<Filter>,
+    preserve_fds: u32,
+) -> Result<Assumed<'a>> {
+    std::env::set_current_dir(process.cwd())
+        .with(|| format!("chdir {}", process.cwd().display()))?;
+    let payload = Payload::resolve(process, wasm)?;
+    set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .with(|| format!("set oomScoreAdj {adj}"))?;
+    }
+    let caps = process
+        .capabilities()
+        .as_ref()
+        .map(CapabilityMasks::from_config)
+        .transpose()?
+        .unwrap_or_default();
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    if seccomp::load_before_dropping_capabilities(no_new_privileges, caps.effective)
+        && let Some(mut early) = filter.take()
+    {
+        early.load()?;
+    }
+    become_user(process, &caps)?;
+    mark_fds_cloexec(3 + preserve_fds);
+    Ok(Assumed {
+        payload,
+        no_new_privileges,
+    })
 }

@@ -9,8 +9,7 @@ use nix::sys::socket::{SockFlag, accept4};
 use nix::unistd::{Gid, Uid, sethostname, setresgid, setresuid, setsid};
 use oci_spec::runtime::Mount;
 
-use super::exec::Payload;
-use super::identity::{CapabilityMasks, become_user, set_no_new_privs, set_rlimits};
+use super::identity::{Assumed, assume_identity, set_no_new_privs};
 use super::mounts::{MountContext, mount_entry};
 use super::namespaces::{NamespacePlan, join_all};
 use super::seccomp::{self, Filter};
@@ -180,33 +179,13 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     if !args.no_new_keyring {
         join_session_keyring(args.id);
     }
-    std::env::set_current_dir(process.cwd())
-        .with(|| format!("chdir {}", process.cwd().display()))?;
-    let program = Payload::resolve(process, args.wasm)?;
-    set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .with(|| format!("set oomScoreAdj {adj}"))?;
-    }
-    let caps = process
-        .capabilities()
-        .as_ref()
-        .map(CapabilityMasks::from_config)
-        .transpose()?
-        .unwrap_or_default();
-    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN. If the payload will not keep it, the
-    // filter is loaded now, before the capabilities go (runc does the same). The cost: every
-    // syscall the init makes from here to execve (setresuid, capset, the Ready/Start messages,
-    // accept4, startContainer hooks) must pass the profile, and a notify agent gets its fd at
-    // create time.
-    if seccomp::load_before_dropping_capabilities(no_new_privileges, caps.effective)
-        && let Some(mut early) = filter.take()
-    {
-        early.load()?;
-    }
-    become_user(process, &caps)?;
-    mark_fds_cloexec(3 + args.preserve_fds);
+    // From here on, with the seccomp filter possibly loaded early (see `assume_identity`), every
+    // syscall the init makes until execve (the Ready/Start messages, accept4, startContainer
+    // hooks) must pass the profile, and a notify agent gets its fd at create time.
+    let Assumed {
+        payload: program,
+        no_new_privileges,
+    } = assume_identity(process, args.wasm, &mut filter, args.preserve_fds)?;
     send(&args.sync, &FromInit::Ready)?;
 
     // Wait for start: `run` sends Start over the sync socket; after `create` the runtime has exited
