@@ -447,15 +447,7 @@ fn wasm_images_in_all_three_forms_run_through_the_shim() -> Result<()> {
         ("wasi", "wasm"),
     )?;
     for layout in [&cncf, &runwasi, &docker] {
-        let loaded = ctx
-            .capsa(&["load", "-i", layout.to_str().context("path")?])?
-            .ok()?;
-        let id = loaded
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("Loaded image ID: "))
-            .context("loaded id")?
-            .to_owned();
+        let id = load_id(&ctx, layout)?;
         // Compiled at load: the cache holds the artifact before any container ran. The three
         // forms carry the same module, so they share one entry.
         ensure!(
@@ -515,15 +507,7 @@ fn a_wasm_image_runs_in_its_own_namespaces_and_cgroup() -> Result<()> {
         &[("application/wasm", &module)],
         "sleep",
     )?;
-    let loaded = ctx
-        .capsa(&["load", "-i", layout.to_str().context("path")?])?
-        .ok()?;
-    let id = loaded
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Loaded image ID: "))
-        .context("loaded id")?
-        .to_owned();
+    let id = load_id(&ctx, &layout)?;
     ctx.run(&["-d", "--name", "sleeper", &id])?.ok()?;
     let inspect = ctx.capsa(&["inspect", "sleeper"])?.ok()?.json()?;
     let pid = inspect[0]["State"]["Pid"]
@@ -640,15 +624,7 @@ fn push_to_a_registry_then_pull_back_and_run() -> Result<()> {
         &[("application/wasm", &module)],
         "wasm-art",
     )?;
-    let loaded = ctx
-        .capsa(&["load", "-i", layout.to_str().context("path")?])?
-        .ok()?;
-    let id = loaded
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Loaded image ID: "))
-        .context("loaded id")?
-        .to_owned();
+    let id = load_id(&ctx, &layout)?;
     let wasm_remote = format!("{}/capsa-test/hello-wasm:1", registry.host());
     ctx.capsa(&["push", &id, &wasm_remote])?.ok()?;
     ctx.capsa(&["rmi", &id])?.ok()?;
@@ -682,4 +658,17 @@ fn copy_manifest(dir: &Path) -> Result<Vec<u8>> {
         .and_then(|d| d.strip_prefix("sha256:"))
         .context("index.json names a sha256 manifest")?;
     Ok(std::fs::read(dir.join("blobs/sha256").join(digest))?)
+}
+
+/// `capsa load -i LAYOUT` of an unnamed image; its id.
+fn load_id(ctx: &EngineContext, layout: &Path) -> Result<String> {
+    let loaded = ctx
+        .capsa(&["load", "-i", layout.to_str().context("path")?])?
+        .ok()?;
+    Ok(loaded
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image ID: "))
+        .context("load prints the image id")?
+        .to_owned())
 }
