@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -124,7 +123,9 @@ impl Progress for Bars {
         }
         bar.set_prefix(short(digest).to_owned());
         bar.set_position(from);
-        bar.enable_steady_tick(Duration::from_millis(200));
+        // No steady tick: it would run a thread of indicatif's past the pull, and the engine
+        // forks (the wasm compiler, containers) only from a single-threaded process. The bars
+        // redraw on every position update instead.
         if let Ok(mut bars) = self.bars.lock() {
             bars.insert(digest.clone(), bar);
         }
