@@ -306,6 +306,11 @@ pub fn mount(plan: &MountPlan, target: &Path, method: MountMethod) -> Result<Mou
     match method {
         MountMethod::NewApi => mount_new_api(plan, target).map(|()| MountMethod::NewApi),
         MountMethod::Classic => mount_classic(plan, target).map(|()| MountMethod::Classic),
+        // Before 6.8, overlayfs takes fsconfig keys through its legacy parser, which accepts
+        // `lowerdir+` and only fails at create (EINVAL): ask the kernel's version first.
+        MountMethod::Auto if !kernel_at_least(6, 8) => {
+            mount_classic(plan, target).map(|()| MountMethod::Classic)
+        }
         MountMethod::Auto => match mount_new_api(plan, target) {
             Ok(()) => Ok(MountMethod::NewApi),
             Err(Error::Mount { source, step, .. })
@@ -316,5 +321,44 @@ pub fn mount(plan: &MountPlan, target: &Path, method: MountMethod) -> Result<Mou
             }
             Err(e) => Err(e),
         },
+    }
+}
+
+/// Whether the running kernel's release (`uname -r`, "6.1.0-56-amd64") is at least
+/// `major.minor`. An unreadable release counts as new: the new API's own errors then decide.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    // SAFETY: a zeroed utsname is a valid value for uname(2) to fill in.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return true;
+    }
+    // SAFETY: uname(2) NUL-terminates `release`, which lives as long as `name`.
+    let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) };
+    release_at_least(&release.to_string_lossy(), major, minor)
+}
+
+fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::release_at_least;
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(!release_at_least("6.1.0-56-amd64", 6, 8));
+        assert!(release_at_least("6.8.0", 6, 8));
+        assert!(release_at_least("6.18.44", 6, 8));
+        assert!(release_at_least("7.0-rc1", 6, 8));
+        assert!(!release_at_least("5.15.0-91-generic", 6, 8));
+        assert!(release_at_least("garbage", 6, 8));
     }
 }
