@@ -7,8 +7,10 @@
 # Also: the cold start (the cache emptied before every run, so create compiles), the size of
 # capsa-shim (and whether it links Cranelift: it must not), and the peak RSS of one warm run.
 #
-# Needs release builds made separately, so the shim is built without Cranelift:
-#   cargo build --release -p capsa-host && cargo build --release -p capsa-shim
+# Needs the release builds (the shim static and without Cranelift):
+#   cargo build --release -p capsa-host && scripts/build-shim.sh --release
+# Like bench/lifecycle.sh, everything runs in one private mount namespace with the empty v2
+# hierarchy of this hybrid host unmounted, so every runtime sees the same plain cgroup v1 host.
 # and clang-14 with wasi-libc, hyperfine, jq, busybox-static (scripts/install-deps.sh).
 # Everything it makes is under one temporary directory, removed on exit. The report also goes to
 # bench/out/wasm/.
@@ -30,12 +32,18 @@ die() {
 }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root"
+if [[ -z ${CAPSA_BENCH_IN_NAMESPACE:-} ]]; then
+    exec unshare -m --propagation private env CAPSA_BENCH_IN_NAMESPACE=1 bash "$0" "$@"
+fi
+if mountpoint -q /sys/fs/cgroup/unified; then
+    umount /sys/fs/cgroup/unified
+fi
 for tool in hyperfine jq clang-14; do
     command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh)"
 done
 shim=$(dirname "$CAPSA_RUNTIME")/capsa-shim
 [[ -x $CAPSA_RUNTIME && -x $shim ]] ||
-    die "$CAPSA_RUNTIME and $shim are needed: cargo build --release -p capsa-host && cargo build --release -p capsa-shim"
+    die "$CAPSA_RUNTIME and $shim are needed: cargo build --release -p capsa-host && scripts/build-shim.sh --release"
 
 work=$(mktemp -d /tmp/capsa-bench-wasm.XXXXXX)
 cgroup=/capsa-bench-wasm-$$
@@ -97,8 +105,11 @@ median_ms() {
     jq -r --arg name "$2" '.results[] | select(.command == $name) | .median * 1000' "$1"
 }
 rss_kb=$( { /usr/bin/time -f %M "${capsa[@]}" run --bundle "$work/wasm" bench-wasm >/dev/null; } 2>&1 | tail -1)
+# The shim alone, outside any container, on the cached artifact: its own peak RSS.
+artifact=$(find "$work/state/.wasm-cache" -name '*.cwasm' | head -1)
+shim_rss_kb=$( { /usr/bin/time -f %M "$shim" --artifact-fd 3 --preopen /=/:ro -- hello 3<"$artifact" >/dev/null; } 2>&1 | tail -1)
 shim_bytes=$(stat -c %s "$shim")
-cranelift_symbols=$(nm -C "$shim" 2>/dev/null | grep -ci cranelift || true)
+cranelift_symbols=$(nm "$shim" 2>/dev/null | grep -c cranelift_codegen || true)
 
 {
     echo "capsa wasm benchmark, $(date -u +%F) on $(nproc) cores, $(uname -r)"
@@ -112,6 +123,7 @@ cranelift_symbols=$(nm -C "$shim" 2>/dev/null | grep -ci cranelift || true)
         awk -v a="$wasm" -v b="$(median_ms "$OUT/warm.json" "$peer")" -v p="$peer" \
             'BEGIN { printf "  ratio capsa-wasm / %-12s %.2fx\n", p, a / b }'
     done
-    echo "  capsa-shim: $shim_bytes bytes, $cranelift_symbols Cranelift symbols"
+    echo "  capsa-shim: $shim_bytes bytes, $cranelift_symbols symbols of Cranelift's code generator (cranelift_codegen)"
     echo "  peak RSS of a warm run (max of capsa-runtime and the shim): $rss_kb KB"
+    echo "  peak RSS of capsa-shim alone running the module: $shim_rss_kb KB"
 } | tee "$OUT/report.txt"

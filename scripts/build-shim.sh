@@ -32,12 +32,17 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
     cargo build "${cargo_profile[@]}" -p capsa-shim --bin capsa-shim --features binary --target "$host"
 
 built=$target_dir/$host/$profile/capsa-shim
-if readelf -lW "$built" | grep -q 'Requesting program interpreter'; then
+# (Outputs are captured first: with pipefail, `tool | grep -q` can fail on SIGPIPE after a match.)
+headers=$(readelf -lW "$built")
+if grep -q 'Requesting program interpreter' <<<"$headers"; then
     echo "build-shim.sh: $built is still dynamically linked" >&2
     exit 1
 fi
-if nm "$built" 2>/dev/null | grep -qi cranelift; then
-    echo "build-shim.sh: $built contains Cranelift; the shim must never compile" >&2
+# wasmtime's runtime uses cranelift's data-structure crates (cranelift_entity, _bforest); the
+# compiler itself is cranelift_codegen, which must not be there.
+symbols=$(nm "$built")
+if grep -q cranelift_codegen <<<"$symbols"; then
+    echo "build-shim.sh: $built contains Cranelift's code generator; the shim must never compile" >&2
     exit 1
 fi
 mkdir -p "$target_dir/$profile"
