@@ -92,9 +92,11 @@ pub(crate) fn unpack(
         source,
     };
     let decoder = compression.decoder(reader).map_err(stream_err)?;
-    let mut hashed = HashingReader::new(decoder);
+    // tar reads a 512-byte header at a time: buffer above the hasher so the blob is read and
+    // hashed in large chunks, not one syscall per header.
+    let mut buffered = BufReader::with_capacity(1 << 17, HashingReader::new(decoder));
     {
-        let mut archive = tar::Archive::new(&mut hashed);
+        let mut archive = tar::Archive::new(&mut buffered);
         let mut ctx = Extract {
             layer: label,
             resolver: &mut resolver,
@@ -107,7 +109,8 @@ pub(crate) fn unpack(
         }
         ctx.finish_dirs();
     }
-    let (diff_id, size) = hashed.finish().map_err(stream_err)?;
+    // Bytes still in the buffer were hashed when they were read from below it.
+    let (diff_id, size) = buffered.into_inner().finish().map_err(stream_err)?;
     Ok(Unpacked { diff_id, size })
 }
 
@@ -248,22 +251,26 @@ impl Extract<'_> {
             .resolver
             .dir(path.parent(), true)
             .map_err(|e| resolve_error(layer, shown_ref, e))?;
-        let parent = parent
-            .try_clone_to_owned()
-            .map_err(|e| entry_error(layer, shown_ref, "dup", e))?;
-        let parent = parent.as_fd();
-        replace_existing(parent, &name, is_dir)
-            .map_err(|e| entry_error(layer, shown_ref, "remove existing", e))?;
         let os = |op| move |e| entry_error(layer, shown_ref, op, e);
+        // Each node is created exclusively; only when the name is taken is what is there
+        // looked at and replaced (tar semantics), so the common case costs no lstat.
+        let create = |op: &'static str, make: &mut dyn FnMut() -> io::Result<()>| {
+            create_replacing(parent, &name, is_dir, make).map_err(|e| match e {
+                Replace::Remove(e) => entry_error(layer, shown_ref, "remove existing", e),
+                Replace::Create(e) => entry_error(layer, shown_ref, op, e),
+            })
+        };
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let fd = sys::openat(
-                    parent,
-                    &name,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                    0o600,
-                )
-                .map_err(os("openat"))?;
+                let mut fd = None;
+                create("openat", &mut || {
+                    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+                    fd = Some(sys::openat(parent, &name, flags, 0o600)?);
+                    Ok(())
+                })?;
+                let fd = fd
+                    .ok_or_else(|| io::Error::other("no fd"))
+                    .map_err(os("openat"))?;
                 let mut file = File::from(fd);
                 loop {
                     let n = match entry.read(&mut self.buf) {
@@ -287,16 +294,15 @@ impl Extract<'_> {
                 sys::lutimensat(fd, c"", meta.mtime).map_err(os("futimens"))?;
             }
             tar::EntryType::Directory => {
-                match sys::mkdirat(parent, &name, 0o700) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                    Err(e) => return Err(os("mkdirat")(e)),
-                }
+                // An existing directory stays (the contents merge).
+                create("mkdirat", &mut || sys::mkdirat(parent, &name, 0o700))?;
                 let fd = sys::openat(parent, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
                     .map_err(os("openat"))?;
                 sys::lchownat(fd.as_fd(), c"", meta.uid, meta.gid).map_err(os("fchown"))?;
                 sys::fchmod(fd.as_fd(), meta.mode).map_err(os("fchmod"))?;
                 set_xattrs_fd(fd.as_fd(), &meta).map_err(os("fsetxattr"))?;
+                // Its entries usually follow: they are created relative to this fd.
+                self.resolver.remember(path.components(), fd);
                 self.dirs.push((path, meta.mtime));
             }
             tar::EntryType::Symlink => {
@@ -308,7 +314,7 @@ impl Extract<'_> {
                 let target = target
                     .ok_or_else(|| io::Error::other("missing target"))
                     .map_err(os("symlinkat"))?;
-                sys::symlinkat(&target, parent, &name).map_err(os("symlinkat"))?;
+                create("symlinkat", &mut || sys::symlinkat(&target, parent, &name))?;
                 sys::lchownat(parent, &name, meta.uid, meta.gid).map_err(os("lchown"))?;
                 for (xattr, value) in &meta.xattrs {
                     // Only some namespaces are allowed on symlinks; the rest are not kept.
@@ -320,8 +326,13 @@ impl Extract<'_> {
                 let (source_dir, source_name) = hardlink_source
                     .ok_or_else(|| io::Error::other("no source"))
                     .map_err(os("linkat"))?;
-                sys::linkat(source_dir.as_fd(), &source_name, parent, &name).map_err(
-                    |e| match e.raw_os_error() {
+                let source_dir = source_dir.as_fd();
+                let linked = create_replacing(parent, &name, false, &mut || {
+                    sys::linkat(source_dir, &source_name, parent, &name)
+                });
+                linked.map_err(|e| match e {
+                    Replace::Remove(e) => entry_error(layer, shown_ref, "remove existing", e),
+                    Replace::Create(e) => match e.raw_os_error() {
                         Some(libc::ENOENT) => {
                             refuse(layer, shown_ref, "hardlink target is not in this layer")
                         }
@@ -330,7 +341,7 @@ impl Extract<'_> {
                         }
                         _ => entry_error(layer, shown_ref, "linkat", e),
                     },
-                )?;
+                })?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let bad =
@@ -342,13 +353,10 @@ impl Extract<'_> {
                     tar::EntryType::Block => libc::S_IFBLK,
                     _ => libc::S_IFIFO,
                 };
-                sys::mknodat(
-                    parent,
-                    &name,
-                    file_type | 0o600,
-                    libc::makedev(major, minor),
-                )
-                .map_err(os("mknodat"))?;
+                let dev = libc::makedev(major, minor);
+                create("mknodat", &mut || {
+                    sys::mknodat(parent, &name, file_type | 0o600, dev)
+                })?;
                 sys::lchownat(parent, &name, meta.uid, meta.gid).map_err(os("lchown"))?;
                 sys::fchmodat(parent, &name, meta.mode).map_err(os("fchmodat"))?;
                 for (xattr, value) in &meta.xattrs {
@@ -470,15 +478,40 @@ fn set_xattrs_fd(fd: BorrowedFd<'_>, meta: &Meta) -> io::Result<()> {
     Ok(())
 }
 
-/// A later entry replaces an earlier one of the same name (tar semantics); a directory stays
-/// when the new entry is a directory too (their contents merge).
-fn replace_existing(parent: BorrowedFd<'_>, name: &CStr, new_is_dir: bool) -> io::Result<()> {
-    let Some(st) = sys::lstatat(parent, name)? else {
+/// Why creating a node failed: removing what held its name, or the creation itself.
+enum Replace {
+    Remove(io::Error),
+    Create(io::Error),
+}
+
+/// Runs `make`, an exclusive create of `name` in `parent` (O_EXCL, mkdirat, symlinkat, ...).
+/// When the name is taken, what holds it is replaced (`replace_existing`) and `make` runs once
+/// more, except that an existing directory is kept when a directory is wanted.
+fn create_replacing(
+    parent: BorrowedFd<'_>,
+    name: &CStr,
+    new_is_dir: bool,
+    make: &mut dyn FnMut() -> io::Result<()>,
+) -> std::result::Result<(), Replace> {
+    match make() {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        done => return done.map_err(Replace::Create),
+    }
+    if replace_existing(parent, name, new_is_dir).map_err(Replace::Remove)? {
         return Ok(());
+    }
+    make().map_err(Replace::Create)
+}
+
+/// A later entry replaces an earlier one of the same name (tar semantics); a directory stays
+/// when the new entry is a directory too (their contents merge), and `true` says so.
+fn replace_existing(parent: BorrowedFd<'_>, name: &CStr, new_is_dir: bool) -> io::Result<bool> {
+    let Some(st) = sys::lstatat(parent, name)? else {
+        return Ok(false);
     };
     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
     match (is_dir, new_is_dir) {
-        (true, true) => Ok(()),
+        (true, true) => Ok(true),
         (true, false) => {
             // std's remove_dir_all never follows symlinks below the directory it is given; the
             // magic link names our own directory fd.
@@ -488,8 +521,8 @@ fn replace_existing(parent: BorrowedFd<'_>, name: &CStr, new_is_dir: bool) -> io
             )
             .into_bytes();
             path.extend_from_slice(name.to_bytes());
-            std::fs::remove_dir_all(OsStr::from_bytes(&path))
+            std::fs::remove_dir_all(OsStr::from_bytes(&path)).map(|()| false)
         }
-        _ => sys::unlinkat(parent, name, 0),
+        _ => sys::unlinkat(parent, name, 0).map(|()| false),
     }
 }

@@ -77,8 +77,8 @@ pub(crate) enum ResolveError {
     Os(&'static str, io::Error),
 }
 
-/// Opens directories below the layer root. The most recently used parent is kept open, since
-/// consecutive tar entries usually share a directory.
+/// Opens directories below the layer root. The most recently used parent (or the directory an
+/// entry just made) is kept open, since consecutive tar entries usually share a directory.
 pub(crate) struct Resolver {
     root: OwnedFd,
     cached: Option<(Vec<Vec<u8>>, OwnedFd)>,
@@ -112,6 +112,13 @@ impl Resolver {
     /// Forgets the cached directory (a whiteout may have removed it).
     pub(crate) fn forget(&mut self) {
         self.cached = None;
+    }
+
+    /// Caches `dir`, the directory at `components` that this unpack has just made or opened
+    /// with `O_DIRECTORY | O_NOFOLLOW` from its resolved parent, so the entries below it need
+    /// no walk from the root.
+    pub(crate) fn remember(&mut self, components: &[Vec<u8>], dir: OwnedFd) {
+        self.cached = Some((components.to_vec(), dir));
     }
 
     /// Opens the directory `components` (an `O_PATH` fd), creating missing directories (mode
