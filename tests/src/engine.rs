@@ -155,22 +155,13 @@ impl EngineContext {
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": layers.iter().map(|_| json!({"created": "2024-01-01T00:00:00Z", "created_by": "test"})).collect::<Vec<_>>(),
         });
-        let (cdigest, csize) = put_bytes(&blobs, &layout, &serde_json::to_vec(&cfg)?)?;
-        let manifest = json!({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest, "size": csize},
-            "layers": descs,
-        });
-        let (mdigest, msize) = put_bytes(&blobs, &layout, &serde_json::to_vec(&manifest)?)?;
-        let index = json!({"schemaVersion": 2, "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest, "size": msize,
-            "annotations": {"org.opencontainers.image.ref.name": reference}}]});
-        std::fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
-        std::fs::write(
-            layout.join("oci-layout"),
-            br#"{"imageLayoutVersion":"1.0.0"}"#,
-        )?;
-        Ok(layout)
+        finish_layout(
+            layout,
+            "application/vnd.oci.image.config.v1+json",
+            &cfg,
+            descs,
+            reference,
+        )
     }
 }
 
@@ -194,22 +185,7 @@ impl EngineContext {
             let (digest, size) = put_bytes(&blobs, &layout, &bytes)?;
             descs.push(json!({"mediaType": media, "digest": digest, "size": size}));
         }
-        let (cdigest, csize) = put_bytes(&blobs, &layout, &serde_json::to_vec(config)?)?;
-        let manifest = json!({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": config_media_type, "digest": cdigest, "size": csize},
-            "layers": descs,
-        });
-        let (mdigest, msize) = put_bytes(&blobs, &layout, &serde_json::to_vec(&manifest)?)?;
-        let index = json!({"schemaVersion": 2, "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest, "size": msize,
-            "annotations": {"org.opencontainers.image.ref.name": reference}}]});
-        std::fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
-        std::fs::write(
-            layout.join("oci-layout"),
-            br#"{"imageLayoutVersion":"1.0.0"}"#,
-        )?;
-        Ok(layout)
+        finish_layout(layout, config_media_type, config, descs, reference)
     }
 }
 
@@ -260,4 +236,32 @@ impl Drop for EngineContext {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// Writes the config, the manifest over `layers` (descriptors already in `blobs/sha256`), the
+/// index naming it `reference`, and `oci-layout`: the end of every layout the tests build.
+fn finish_layout(
+    layout: PathBuf,
+    config_media_type: &str,
+    config: &Value,
+    layers: Vec<Value>,
+    reference: &str,
+) -> Result<PathBuf> {
+    let blobs = layout.join("blobs/sha256");
+    let (cdigest, csize) = put_bytes(&blobs, &layout, &serde_json::to_vec(config)?)?;
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": config_media_type, "digest": cdigest, "size": csize},
+        "layers": layers,
+    });
+    let (mdigest, msize) = put_bytes(&blobs, &layout, &serde_json::to_vec(&manifest)?)?;
+    let index = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest, "size": msize,
+        "annotations": {"org.opencontainers.image.ref.name": reference}}]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    Ok(layout)
 }
