@@ -185,6 +185,85 @@ fn commit_records_changes_with_whiteouts_and_without_init_files() -> Result<()> 
 }
 
 #[test]
+fn commit_records_the_container_config_and_changes() -> Result<()> {
+    let ctx = EngineContext::new("engine-commit-config")?;
+    busybox_image(&ctx)?;
+    ctx.run(&[
+        "--name",
+        "c",
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/srv",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo data > f",
+    ])?
+    .ok()?;
+    // Without changes the image keeps what the container ran with, as `docker commit` does.
+    ctx.capsa(&["commit", "c", "bb:plain"])?.ok()?;
+    let plain = ctx.capsa(&["image", "inspect", "bb:plain"])?.ok()?;
+    let plain: serde_json::Value = serde_json::from_str(&plain.stdout)?;
+    let config = &plain[0]["Config"];
+    assert_eq!(
+        config["Cmd"],
+        json!(["sh", "-c", "echo data > f"]),
+        "{plain}"
+    );
+    assert_eq!(config["WorkingDir"], json!("/srv"), "{plain}");
+    let env = config["Env"].as_array().context("Env")?;
+    assert!(env.contains(&json!("GREETING=hi")), "{plain}");
+    assert!(
+        !env.iter()
+            .any(|e| e.as_str().is_some_and(|e| e.starts_with("HOSTNAME="))),
+        "the hostname is the container's, not the image's: {plain}"
+    );
+
+    ctx.capsa(&[
+        "commit",
+        "-a",
+        "Ann <ann@example.org>",
+        "-m",
+        "with changes",
+        "-c",
+        r#"CMD ["sh", "-c", "echo $GREETING $EXTRA $(pwd) $(cat f)"]"#,
+        "--change",
+        "ENV EXTRA=more",
+        "-c",
+        "LABEL stage=test",
+        "-c",
+        "EXPOSE 8080",
+        "c",
+        "bb:changed",
+    ])?
+    .ok()?;
+    let out = ctx.run(&["--rm", "bb:changed"])?.ok()?;
+    assert_eq!(out.stdout, "hi more /srv data\n", "{out}");
+    let inspect = ctx.capsa(&["image", "inspect", "bb:changed"])?.ok()?;
+    let image: serde_json::Value = serde_json::from_str(&inspect.stdout)?;
+    assert_eq!(
+        image[0]["Author"],
+        json!("Ann <ann@example.org>"),
+        "{inspect}"
+    );
+    assert_eq!(image[0]["Comment"], json!("with changes"), "{inspect}");
+    assert_eq!(image[0]["Config"]["Labels"]["stage"], json!("test"));
+    assert_eq!(image[0]["Config"]["ExposedPorts"], json!({"8080/tcp": {}}));
+
+    // A bad change names itself and makes no image.
+    let before = ctx.capsa(&["images", "-q"])?.ok()?.stdout;
+    let bad = ctx.capsa(&["commit", "-c", "RUN rm -rf /", "c", "bb:bad"])?;
+    assert!(!bad.success(), "{bad}");
+    assert!(bad.stderr.contains("RUN is not supported"), "{bad}");
+    assert_eq!(ctx.capsa(&["images", "-q"])?.ok()?.stdout, before);
+    let bad = ctx.capsa(&["import", "-c", "EXPOSE 99999", "/nonexistent.tar"])?;
+    assert!(!bad.success(), "{bad}");
+    ctx.capsa(&["rm", "c"])?.ok()?;
+    Ok(())
+}
+
+#[test]
 fn saved_images_are_read_by_umoci_and_skopeo() -> Result<()> {
     let ctx = EngineContext::new("engine-save")?;
     busybox_image(&ctx)?;

@@ -33,6 +33,11 @@ pub struct ContainerRecord {
     pub cgroup: String,
     /// Whether the payload is a wasm module (run through capsa-shim).
     pub wasm: bool,
+    /// The container's config in the image config's terms (the image's, with the run flags
+    /// applied: Entrypoint, Cmd, Env, WorkingDir, User, ...): what `commit` records, as
+    /// Docker does. Null in records written before it existed.
+    #[serde(default)]
+    pub config: serde_json::Value,
 }
 
 /// The last exit of a container.

@@ -54,6 +54,10 @@ pub struct CommitOptions {
     pub comment: Option<String>,
     /// `-a`.
     pub author: Option<String>,
+    /// `-c`: Dockerfile instructions applied to the new image's config.
+    pub changes: Vec<String>,
+    /// `-p` (Docker's default: true): freeze a running container while its layer is read.
+    pub pause: bool,
 }
 
 /// Removes a half-made container directory (and its mount) unless disarmed.
@@ -242,6 +246,7 @@ impl Engine {
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
             );
         }
+        let container_config = container_config(&image_config, options, &env, &checked.env);
         spec::merge_env(&mut env, &[format!("HOSTNAME={hostname}")]);
         if options.tty {
             spec::merge_env(&mut env, &["TERM=xterm".to_owned()]);
@@ -295,6 +300,7 @@ impl Engine {
             auto_remove: options.auto_remove,
             cgroup,
             wasm,
+            config: container_config,
         };
         let bytes =
             serde_json::to_vec_pretty(&record).map_err(|e| invalid("record", e.to_string()))?;
@@ -554,7 +560,9 @@ impl Engine {
             Some(r) => Some(Reference::parse(r)?),
             None => None,
         };
-        let paused = self.state(c).0 == State::Running;
+        // Bad changes are refused before the container is touched.
+        capsa_images::change::apply(&mut json!({}), &options.changes)?;
+        let paused = options.pause && self.state(c).0 == State::Running;
         if paused {
             self.pause(c)?;
         }
@@ -569,18 +577,16 @@ impl Engine {
         }
         let result = written.and_then(|()| {
             let mut file = std::fs::File::open(&tar_path).io("open", &tar_path)?;
-            let mut comment = options.comment.clone();
-            if let Some(a) = &options.author {
-                comment = Some(format!("{} (author: {a})", comment.unwrap_or_default()));
-            }
             Ok(self.store.import_tar(
                 &mut file,
                 &ImportOptions {
                     reference,
                     base: Some(c.image_id.clone()),
-                    container_config: None,
+                    container_config: Some(c.config.clone()).filter(|v| v.is_object()),
                     created_by: Some(format!("capsa commit {}", c.name)),
-                    comment,
+                    comment: options.comment.clone(),
+                    author: options.author.clone(),
+                    changes: options.changes.clone(),
                 },
             )?)
         });
@@ -652,6 +658,43 @@ impl Engine {
             "Spec": spec,
         }))
     }
+}
+
+/// The container's config in image-config terms: the image's with the flags of `options`
+/// applied (Docker's `Config` of a container, which `commit` records). `env` is the image's
+/// environment with the default PATH; `flag_env` the `-e`/`--env-file` entries.
+fn container_config(
+    image_config: &Value,
+    options: &RunOptions,
+    env: &[String],
+    flag_env: &[String],
+) -> Value {
+    let mut config = match image_config {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let mut env = env.to_vec();
+    spec::merge_env(&mut env, flag_env);
+    config.insert("Env".into(), json!(env));
+    if let Some(e) = &options.entrypoint {
+        let entrypoint = if e.is_empty() {
+            Value::Null
+        } else {
+            json!([e])
+        };
+        config.insert("Entrypoint".into(), entrypoint);
+        config.insert("Cmd".into(), Value::Null);
+    }
+    if !options.command.is_empty() {
+        config.insert("Cmd".into(), json!(options.command));
+    }
+    if let Some(w) = &options.workdir {
+        config.insert("WorkingDir".into(), json!(w));
+    }
+    if let Some(u) = &options.user {
+        config.insert("User".into(), json!(u));
+    }
+    Value::Object(config)
 }
 
 /// Points stdin at /dev/null (a payload without `-i` gets no input).

@@ -25,6 +25,10 @@ pub struct ImportOptions {
     pub created_by: Option<String>,
     /// The history entry's `comment`.
     pub comment: Option<String>,
+    /// The config's `author` (`commit -a`).
+    pub author: Option<String>,
+    /// Dockerfile instructions applied to the config last (`--change`, see [`crate::change`]).
+    pub changes: Vec<String>,
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (`2024-01-02T03:04:05Z`).
@@ -52,6 +56,8 @@ pub(crate) fn rfc3339(secs: u64) -> String {
 impl Store {
     /// Imports a rootfs tarball as a new image (see [`ImportOptions`]); returns its id.
     pub fn import_tar(&self, reader: &mut dyn Read, options: &ImportOptions) -> Result<ImageId> {
+        // Bad `--change` lines are refused before anything is written.
+        crate::change::apply(&mut json!({}), &options.changes)?;
         let base = match &options.base {
             Some(name) => Some(self.inspect(name)?),
             None => None,
@@ -98,6 +104,13 @@ impl Store {
         obj.insert("created".into(), json!(now));
         if let Some(c) = &options.container_config {
             obj.insert("config".into(), c.clone());
+        }
+        if !options.changes.is_empty() {
+            let slot = obj.entry("config").or_insert_with(|| json!({}));
+            crate::change::apply(slot, &options.changes)?;
+        }
+        if let Some(author) = &options.author {
+            obj.insert("author".into(), json!(author));
         }
         let diff_ids = obj
             .entry("rootfs")

@@ -214,8 +214,12 @@ enum Command {
     Import {
         file: String,
         reference: Option<String>,
+        /// The history entry's comment.
         #[arg(short, long)]
         message: Option<String>,
+        /// A Dockerfile instruction for the image's config (as `commit -c`); repeatable.
+        #[arg(short, long = "change")]
+        change: Vec<String>,
     },
     /// List images.
     Images(ImagesArgs),
@@ -332,10 +336,19 @@ enum Command {
     Diff { container: String },
     /// Make an image of a container's changes.
     Commit {
+        /// The history entry's comment.
         #[arg(short, long)]
         message: Option<String>,
+        /// The image's author.
         #[arg(short, long)]
         author: Option<String>,
+        /// A Dockerfile instruction for the new image's config (CMD, ENTRYPOINT, ENV, EXPOSE,
+        /// LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+        #[arg(short, long = "change")]
+        change: Vec<String>,
+        /// Freeze a running container while its layer is read (`--pause=false` does not).
+        #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        pause: bool,
         container: String,
         reference: Option<String>,
     },
@@ -550,6 +563,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             file,
             reference,
             message,
+            change,
         } => {
             let options = capsa_images::ImportOptions {
                 reference: reference
@@ -557,6 +571,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .map(capsa_images::Reference::parse)
                     .transpose()?,
                 comment: message,
+                changes: change,
                 ..Default::default()
             };
             let id = if file == "-" {
@@ -713,6 +728,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Commit {
             message,
             author,
+            change,
+            pause,
             container,
             reference,
         } => {
@@ -723,6 +740,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     reference,
                     comment: message,
                     author,
+                    changes: change,
+                    pause,
                 },
             )?;
             println!("{id}");
@@ -828,6 +847,8 @@ fn image_json(engine: &Engine, name: &str) -> Result<Value> {
         "Created": info.created(),
         "Architecture": arch,
         "Os": os,
+        "Author": raw.get("author").and_then(Value::as_str).unwrap_or_default(),
+        "Comment": raw["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or_default(),
         "Config": raw.get("config"),
         "Size": info.size,
         "ManifestDigest": info.manifest_digest.to_string(),
