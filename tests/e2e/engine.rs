@@ -692,6 +692,22 @@ fn push_to_a_registry_then_pull_back_and_run() -> Result<()> {
         manifest["layers"].as_array().map(Vec::len) == Some(2),
         "the committed image has two layers: {manifest}"
     );
+    // `run` of an image the store lacks pulls it first, as `docker run` does; stdout stays the
+    // payload's.
+    let out = ctx.run(&["--rm", &remote2, "cat", "/changed"])?.ok()?;
+    ensure!(out.stdout == "changed\n", "{out}");
+    ensure!(out.stderr.contains("Unable to find image"), "{out}");
+    let absent = format!("{}/capsa-test/absent:1", registry.host());
+    let never = ctx.run(&["--rm", "--pull", "never", &absent, "true"])?;
+    ensure!(
+        never.code() != 0 && never.stderr.contains("--pull=never"),
+        "{never}"
+    );
+    let missing = ctx.run(&["--rm", &absent, "true"])?;
+    ensure!(
+        missing.code() != 0 && missing.stderr.contains("absent"),
+        "{missing}"
+    );
 
     // A wasm artifact: pushed, removed, pulled (compiled at pull) and run.
     let module = ctx.dir().join("hello.wasm");

@@ -91,6 +91,15 @@ struct CreateArgs {
     /// The parent cgroup of the container's cgroup (default /capsa).
     #[arg(long = "cgroup-parent")]
     cgroup_parent: Option<String>,
+    /// Pull the image first: missing (when it is not in the store), always or never.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pull: String,
+    /// The platform to pull (os/arch[/variant]) when the image is pulled.
+    #[arg(long)]
+    platform: Option<String>,
+    /// No pull progress.
+    #[arg(short, long)]
+    quiet: bool,
     /// The image.
     image: String,
     /// The command and its arguments (replace the image's Cmd).
@@ -365,6 +374,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// `run` and `create` pull the image as `docker run` does (`--pull missing|always|never`),
+/// with the progress on stderr so that stdout is the payload's (or the id with `-d`).
+fn ensure_image(engine: &Engine, a: &CreateArgs, options: &mut RunOptions) -> Result<()> {
+    let present = match engine.store().inspect(&a.image) {
+        Ok(_) => true,
+        Err(capsa_images::Error::ImageNotFound(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    match (a.pull.as_str(), present) {
+        ("always", _) => {}
+        (_, true) => return Ok(()),
+        ("never", false) => bail!("image {} is not in the store and --pull=never", a.image),
+        _ => {
+            if !a.quiet {
+                eprintln!("Unable to find image '{}' locally", a.image);
+            }
+        }
+    }
+    let report = capsa_images::registry::pull_command(
+        engine.store(),
+        &a.image,
+        a.platform.as_deref(),
+        a.quiet,
+        &registry_options(&a.image, false),
+    )
+    .with_context(|| format!("pull {}", a.image))?;
+    // The download's threads are joined: the process is single-threaded again (it forks next).
+    if let Err(e) = engine.precompile_wasm(&report.id.to_string()) {
+        eprintln!(
+            "capsa: warning: image {}: its wasm module does not compile: {e}",
+            report.id
+        );
+    }
+    if !a.quiet {
+        eprintln!("Digest: {}", report.manifest);
+    }
+    // Docker's short names are stored fully qualified: run what was pulled, by id.
+    if engine.store().inspect(&a.image).is_err() {
+        options.image = report.id.to_string();
+    }
+    Ok(())
+}
+
 fn run_options(a: &CreateArgs) -> Result<RunOptions> {
     let network = match a.network.as_str() {
         "none" => Network::None,
@@ -602,15 +654,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Create(a) => {
-            let c = engine.create(&run_options(&a)?)?;
+            let mut options = run_options(&a)?;
+            ensure_image(&engine, &a, &mut options)?;
+            let c = engine.create(&options)?;
             println!("{}", c.id);
             Ok(0)
         }
         Command::Run { detach, create } => {
-            let options = run_options(&create)?;
+            let mut options = run_options(&create)?;
             if detach && create.tty {
                 bail!("-t with -d is not supported yet (capsa has no attach)");
             }
+            ensure_image(&engine, &create, &mut options)?;
             let c = engine.create(&options)?;
             if detach {
                 engine.start(&c)?;
