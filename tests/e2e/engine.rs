@@ -439,6 +439,46 @@ fn detached_container_outlives_the_cli_with_logs_exec_stop_wait_rm() -> Result<(
 }
 
 #[test]
+fn detached_containers_with_a_terminal_log_what_it_shows() -> Result<()> {
+    let ctx = EngineContext::new("engine-tty")?;
+    busybox_image(&ctx)?;
+    // `run -dt`: the monitor holds the pty; the payload's stdout and stderr are the terminal.
+    let id = ctx
+        .run(&["-dt", "bb:1", "sh", "-c", "tty; echo to-stderr >&2; exit 3"])?
+        .ok()?
+        .stdout
+        .trim()
+        .to_owned();
+    let wait = ctx.capsa(&["wait", &id])?.ok()?;
+    assert_eq!(wait.stdout.trim(), "3", "{wait}");
+    let logs = ctx.capsa(&["logs", &id])?.ok()?;
+    assert_eq!(logs.stdout, "/dev/pts/0\r\nto-stderr\r\n", "{logs}");
+    // `-dit sh` keeps an interactive shell waiting on its terminal, as with Docker.
+    ctx.run(&["-dit", "--name", "shell", "bb:1", "sh"])?.ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let ps = ctx
+        .capsa(&["ps", "--format", "{{.Names}} {{.State}}"])?
+        .ok()?;
+    assert!(ps.stdout.contains("shell running"), "{ps}");
+    let exec = ctx
+        .capsa(&["exec", "shell", "readlink", "/proc/1/fd/0"])?
+        .ok()?;
+    assert_eq!(exec.stdout.trim(), "/dev/pts/0", "{exec}");
+    ctx.capsa(&["stop", "-t", "1", "shell"])?.ok()?;
+    // `create -t` then `start` takes the same path.
+    ctx.capsa(&["create", "-t", "--name", "later", "bb:1", "tty"])?
+        .ok()?;
+    ctx.capsa(&["start", "later"])?.ok()?;
+    let wait = ctx.capsa(&["wait", "later"])?.ok()?;
+    assert_eq!(wait.stdout.trim(), "0", "{wait}");
+    eventually("the log of `later`", Duration::from_secs(5), || {
+        Ok(ctx.capsa(&["logs", "later"])?.stdout == "/dev/pts/0\r\n")
+    })?;
+    ctx.capsa(&["rm", "-f", &id, "shell", "later"])?.ok()?;
+    Ok(())
+}
+
+#[test]
 fn bad_input_fails_clearly_and_leaves_nothing() -> Result<()> {
     let ctx = EngineContext::new("engine-bad")?;
     busybox_image(&ctx)?;

@@ -100,7 +100,8 @@ impl Stream {
         let Some(fd) = &self.fd else { return false };
         let mut buf = [0u8; 16384];
         match nix::unistd::read(fd, &mut buf) {
-            Ok(0) | Err(nix::errno::Errno::EBADF) => {
+            // A pty master reads EIO once the last slave is closed: its end of file.
+            Ok(0) | Err(nix::errno::Errno::EBADF | nix::errno::Errno::EIO) => {
                 if !self.partial.is_empty() {
                     log_line(log, self.name, &std::mem::take(&mut self.partial));
                 }
@@ -158,8 +159,10 @@ fn monitor(engine: &Engine, c: &ContainerRecord, report: OwnedFd) -> i32 {
         bundle: engine.container_dir(&c.id),
         ..CreateOptions::default()
     };
-    let pid = match runtime::create(&engine.runtime, &options) {
-        Ok(created) => created.record.pid,
+    // With `-t` the payload's stdio is a pty whose master this monitor holds (and logs), as
+    // Docker's daemon does for `run -dt`.
+    let (pid, terminal) = match runtime::create_holding_terminal(&engine.runtime, &options) {
+        Ok((created, master)) => (created.record.pid, master),
         Err(e) => return fail(&mut report, e.to_string()),
     };
     if let Err(e) = runtime::start(&engine.runtime, &c.id) {
@@ -184,15 +187,20 @@ fn monitor(engine: &Engine, c: &ContainerRecord, report: OwnedFd) -> i32 {
             Err(_) => return 1,
         },
     };
+    // A terminal merges both streams; Docker logs it all as stdout.
+    let (out, err) = match terminal {
+        Some(master) => (master, None),
+        None => (out_r, Some(err_r)),
+    };
     let mut streams = [
         Stream {
             name: "stdout",
-            fd: Some(out_r),
+            fd: Some(out),
             partial: Vec::new(),
         },
         Stream {
             name: "stderr",
-            fd: Some(err_r),
+            fd: err,
             partial: Vec::new(),
         },
     ];

@@ -77,6 +77,34 @@ pub fn create(root: &StateRoot, options: &CreateOptions) -> Result<Created> {
     create_from(root, options, Bundle::load(&options.bundle)?, None)
 }
 
+/// Like [`create`], for a caller that holds the container's terminal itself (the engine's
+/// monitor for `run -dt`): when the process has a terminal and no `--console-socket` is given,
+/// the pty master comes back with the container instead of going to a socket.
+pub fn create_holding_terminal(
+    root: &StateRoot,
+    options: &CreateOptions,
+) -> Result<(Created, Option<OwnedFd>)> {
+    let bundle = Bundle::load(&options.bundle)?;
+    if !bundle.process().terminal().unwrap_or(false) || options.console_socket.is_some() {
+        return Ok((create_from(root, options, bundle, None)?, None));
+    }
+    let (ours, theirs) = UnixStream::pair().with(|| "socketpair for the console".to_string())?;
+    let created = create_from(root, options, bundle, Some(OwnedFd::from(theirs)))?;
+    match crate::sys::socket::recv_fd(ours.as_raw_fd()) {
+        Ok(Some(master)) => Ok((created, Some(master))),
+        other => {
+            let _ = super::delete(root, &options.id, true);
+            Err(match other {
+                Err(e) => e,
+                _ => Error::Step {
+                    step: "create".into(),
+                    message: "the init sent no terminal".into(),
+                },
+            })
+        }
+    }
+}
+
 /// Like [`create`] from a loaded `bundle`, with the pty master sent to `console` (one end of a
 /// socketpair) when the process has a terminal and no `--console-socket` was given: `run` in the
 /// foreground proxies the terminal itself.

@@ -14,7 +14,7 @@ pub mod state;
 mod tty;
 
 pub use control::{pause, resume, update};
-pub use create::{CreateOptions, Created, create};
+pub use create::{CreateOptions, Created, create, create_holding_terminal};
 pub use delete::delete;
 pub use events::{events, parse_interval};
 pub use exec::{ExecOptions, ProcessFlags, ProcessSource, UserSpec, exec, parse_capability};

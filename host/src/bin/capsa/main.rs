@@ -662,9 +662,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Run { detach, create } => {
             let mut options = run_options(&create)?;
-            if detach && create.tty {
-                bail!("-t with -d is not supported yet (capsa has no attach)");
-            }
             ensure_image(&engine, &create, &mut options)?;
             let c = engine.create(&options)?;
             if detach {
