@@ -479,6 +479,58 @@ fn detached_containers_with_a_terminal_log_what_it_shows() -> Result<()> {
 }
 
 #[test]
+fn image_volumes_start_with_the_image_content() -> Result<()> {
+    let ctx = EngineContext::new("engine-volumes")?;
+    let rootfs = ctx.busybox_rootfs("vol-rootfs")?;
+    let data = rootfs.join("data");
+    write(&data.join("sub/inner"), "inner\n")?;
+    write(&data.join("owned"), "owned\n")?;
+    std::os::unix::fs::chown(data.join("owned"), Some(1000), Some(1001))?;
+    std::fs::set_permissions(
+        data.join("owned"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )?;
+    std::os::unix::fs::symlink("/etc/passwd", data.join("link"))?;
+    let tar = ctx.dir().join("vol.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()?;
+    ensure!(st.success(), "tar failed");
+    ctx.capsa(&[
+        "import",
+        "-c",
+        "VOLUME /data",
+        tar.to_str().context("path")?,
+        "vol:1",
+    ])?
+    .ok()?;
+    let out = ctx
+        .run(&[
+            "--name",
+            "v",
+            "vol:1",
+            "sh",
+            "-c",
+            "cat /data/sub/inner; stat -c '%u:%g %a' /data/owned; readlink /data/link; \
+             grep -q ' /data ' /proc/self/mountinfo && echo mounted; echo new > /data/new",
+        ])?
+        .ok()?;
+    assert_eq!(
+        out.stdout, "inner\n1000:1001 640\n/etc/passwd\nmounted\n",
+        "{out}"
+    );
+    // The write went to the volume, not to the container's layer.
+    let diff = ctx.capsa(&["diff", "v"])?.ok()?;
+    assert!(!diff.stdout.contains("/data"), "{diff}");
+    ctx.capsa(&["rm", "v"])?.ok()?;
+    Ok(())
+}
+
+#[test]
 fn bad_input_fails_clearly_and_leaves_nothing() -> Result<()> {
     let ctx = EngineContext::new("engine-bad")?;
     busybox_image(&ctx)?;

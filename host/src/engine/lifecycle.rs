@@ -17,7 +17,7 @@ use super::container::{
 };
 use super::error::{EngineError, IoContext, Result, SysContext, invalid};
 use super::spec::{self, RunOptions, SpecInput};
-use super::{Engine, monitor, user};
+use super::{Engine, monitor, user, volumes};
 use crate::runtime::{self, CreateOptions, ExecOptions, ProcessFlags, ProcessSource, UserSpec};
 
 /// The annotation that makes the runtime run args[0] through capsa-shim.
@@ -263,6 +263,7 @@ impl Engine {
                 if !covered && dest.starts_with('/') {
                     let source = dir.join("volumes").join(n.to_string());
                     std::fs::create_dir_all(&source).io("mkdir", &source)?;
+                    volumes::populate(&rootfs_dir, dest, &source)?;
                     anonymous.push((dest.clone(), source));
                 }
             }

@@ -12,6 +12,7 @@
 //!   config.json                the OCI spec (this directory is the bundle)
 //!   init/ upper/ work/         the init layer, the container's layer, overlay's work dir
 //!   rootfs/                    the overlay mount point while the container runs
+//!   volumes/<n>/               anonymous volumes for the image's `Volumes`, filled from it
 //!   <id>-json.log              the Docker json-file log, written by the monitor
 //! <state>/runtime/             the runtime's state root (capsa_host::runtime), on tmpfs
 //! ```
@@ -28,6 +29,7 @@ mod logs;
 mod monitor;
 mod spec;
 mod user;
+mod volumes;
 mod wasm;
 
 pub use container::{ContainerRecord, ExitRecord, State};
