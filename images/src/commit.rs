@@ -17,8 +17,9 @@ use crate::error::{IoContext, Result};
 /// Paths (relative to the root) that the container's init layer owns; never committed.
 pub const INIT_LAYER_FILES: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
-/// Whether a directory carries overlayfs's opaque marker.
-fn is_opaque(path: &Path) -> bool {
+/// Whether a directory carries overlayfs's opaque marker (its lower entries are hidden);
+/// `diff` needs it as much as `commit`.
+pub fn is_opaque(path: &Path) -> bool {
     let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };

@@ -74,6 +74,26 @@ fn three_layer_image_shows_whiteouts_and_opaque_dir() -> Result<()> {
     assert_eq!(layers.len(), 3, "{inspect}");
     let out = ctx.run(&["--rm", "three:1"])?.ok()?;
     assert_eq!(out.stdout, "keep\nnew\nfresh\n", "{out}");
+    // `diff` compares the image's view with the container's, as overlayfs resolves both: /d/old,
+    // hidden by layer 3's opaque /d, is new again; /a made again from scratch (an opaque upper
+    // dir) lost /a/keep, and /a/new, there before and after, changed.
+    ctx.run(&[
+        "--name",
+        "changer",
+        "three:1",
+        "sh",
+        "-c",
+        "echo again > /d/old; rm -r /a; mkdir /a; echo n > /a/new",
+    ])?
+    .ok()?;
+    let diff = ctx.capsa(&["diff", "changer"])?.ok()?;
+    let lines: Vec<&str> = diff.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["C /a", "D /a/keep", "C /a/new", "C /d", "A /d/old"],
+        "{diff}"
+    );
+    ctx.capsa(&["rm", "changer"])?.ok()?;
     Ok(())
 }
 
@@ -535,7 +555,11 @@ fn bad_input_fails_clearly_and_leaves_nothing() -> Result<()> {
     let ctx = EngineContext::new("engine-bad")?;
     busybox_image(&ctx)?;
     let cases: &[(&[&str], &str)] = &[
-        (&["--rm", "nosuch:1", "true"], "no such image"),
+        // --pull never: a test makes no traffic beyond loopback (docker.io is not asked).
+        (
+            &["--rm", "--pull", "never", "nosuch:1", "true"],
+            "no such image",
+        ),
         (&["--rm", "-v", "relative:/x", "bb:1", "true"], "absolute"),
         (&["--rm", "-m", "lots", "bb:1", "true"], "size"),
         (&["--rm", "--network", "bridge", "bb:1", "true"], "network"),

@@ -5,6 +5,8 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use capsa_images::commit::is_opaque;
+
 use super::Engine;
 use super::container::ContainerRecord;
 use super::error::{IoContext, Result};
@@ -45,14 +47,45 @@ fn is_whiteout(meta: &std::fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
-/// Whether the path exists in the lower layers (top first), stopping at a whiteout.
+/// Whether `rel` is visible through the lower layers (top first), as overlayfs resolves it: a
+/// layer that has it decides (a whiteout hides it), and a layer where an ancestor is a
+/// whiteout, a non-directory or an opaque directory hides every layer below.
 fn in_lower(lowers: &[PathBuf], rel: &Path) -> bool {
+    let ancestors: Vec<&Path> = rel
+        .ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .collect();
     for l in lowers {
+        for a in ancestors.iter().rev() {
+            if let Ok(m) = std::fs::symlink_metadata(l.join(a))
+                && (is_whiteout(&m) || !m.is_dir())
+            {
+                return false;
+            }
+        }
         if let Ok(m) = std::fs::symlink_metadata(l.join(rel)) {
             return !is_whiteout(&m);
         }
+        if ancestors.iter().any(|a| is_opaque(&l.join(a))) {
+            return false;
+        }
     }
     false
+}
+
+/// The names visible in directory `rel` through the lower layers.
+fn lower_names(lowers: &[PathBuf], rel: &Path) -> Vec<std::ffi::OsString> {
+    let mut names = std::collections::BTreeSet::new();
+    for l in lowers {
+        if let Ok(rd) = std::fs::read_dir(l.join(rel)) {
+            names.extend(rd.flatten().map(|e| e.file_name()));
+        }
+    }
+    names
+        .into_iter()
+        .filter(|n| in_lower(lowers, &rel.join(n)))
+        .collect()
 }
 
 fn walk(
@@ -88,6 +121,17 @@ fn walk(
             path,
         });
         if meta.is_dir() {
+            // A directory removed and made again is opaque: what the image had in it is gone.
+            if !new && is_opaque(&e.path()) {
+                for name in lower_names(lowers, &rel) {
+                    if std::fs::symlink_metadata(e.path().join(&name)).is_err() {
+                        out.push(Change {
+                            kind: ChangeKind::Deleted,
+                            path: format!("/{}", rel.join(&name).display()),
+                        });
+                    }
+                }
+            }
             walk(&e.path(), &rel, lowers, new, out)?;
         }
     }
@@ -95,7 +139,7 @@ fn walk(
 }
 
 impl Engine {
-    /// The container's changes, sorted by path.
+    /// The container's changes, sorted by path (as `docker diff`).
     pub fn diff(&self, c: &ContainerRecord) -> Result<Vec<Change>> {
         let dir = self.container_dir(&c.id);
         let mut lowers = vec![dir.join("init")];
@@ -104,6 +148,7 @@ impl Engine {
         lowers.extend(layers);
         let mut out = Vec::new();
         walk(&dir.join("upper"), Path::new(""), &lowers, false, &mut out)?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
 }

@@ -385,7 +385,10 @@ fn ensure_image(engine: &Engine, a: &CreateArgs, options: &mut RunOptions) -> Re
     match (a.pull.as_str(), present) {
         ("always", _) => {}
         (_, true) => return Ok(()),
-        ("never", false) => bail!("image {} is not in the store and --pull=never", a.image),
+        ("never", false) => bail!(
+            "no such image: {} (not in the store, and --pull=never)",
+            a.image
+        ),
         _ => {
             if !a.quiet {
                 eprintln!("Unable to find image '{}' locally", a.image);
