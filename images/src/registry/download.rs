@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ureq::http::Method;
 
 use super::client::{Body, Client};
-use super::error::{Error, IoContext, Result};
+use super::error::{Error, Result};
+use crate::error::IoContext;
 use super::progress::Progress;
 use crate::digest::{Digest, Hasher};
 use crate::manifest::Descriptor;

@@ -210,18 +210,3 @@ impl From<crate::Error> for Error {
 /// The registry client's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attaches the call and the path to an `io::Error`.
-pub(crate) trait IoContext<T> {
-    /// Wraps the error in [`Error::Io`].
-    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
-}
-
-impl<T> IoContext<T> for io::Result<T> {
-    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            op,
-            path: path.into(),
-            source,
-        })
-    }
-}
