@@ -279,8 +279,13 @@ enum Command {
     },
     /// Remove containers.
     Rm {
+        /// Kill a running container first.
         #[arg(short, long)]
         force: bool,
+        /// Remove its anonymous volumes (accepted for Docker's sake: capsa's anonymous volumes
+        /// live in the container's directory and always go with it; there are no named ones).
+        #[arg(short, long)]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -687,9 +692,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let sig = capsa_host::runtime::parse_signal(&signal)?;
             each(&engine, &containers, |c| Ok(engine.kill(c, sig)?))
         }
-        Command::Rm { force, containers } => {
-            each(&engine, &containers, |c| Ok(engine.remove(c, force)?))
-        }
+        Command::Rm {
+            force, containers, ..
+        } => each(&engine, &containers, |c| Ok(engine.remove(c, force)?)),
         Command::Ps { all, quiet, format } => ps(&engine, all, quiet, format.as_deref()),
         Command::Logs {
             follow,
