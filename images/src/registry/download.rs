@@ -17,9 +17,9 @@ use ureq::http::Method;
 
 use super::client::{Body, Client};
 use super::error::{Error, Result};
-use crate::error::IoContext;
 use super::progress::Progress;
 use crate::digest::{Digest, Hasher};
+use crate::error::IoContext;
 use crate::manifest::Descriptor;
 
 /// What a download did, for reports and tests.

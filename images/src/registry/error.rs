@@ -209,4 +209,3 @@ impl From<crate::Error> for Error {
 
 /// The registry client's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-

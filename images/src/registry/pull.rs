@@ -20,11 +20,11 @@ use super::client::{Body, Client};
 use super::credentials;
 use super::download::{self, Fetch, FetchedBlob};
 use super::error::{Error, Result};
-use crate::error::IoContext;
 use super::platform::{self, Platform};
 use super::progress::{BlobOutcome, Progress};
 use super::reference::ImageRef;
 use crate::digest::Digest;
+use crate::error::IoContext;
 use crate::manifest::{
     Config, Descriptor, LayerKind, Manifest, diff_ids_for_layers, is_index, media, parse_index,
 };

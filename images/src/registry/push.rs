@@ -14,10 +14,10 @@ use super::RegistryOptions;
 use super::client::{Body, Client};
 use super::credentials;
 use super::error::{Error, Result};
-use crate::error::IoContext;
 use super::progress::{BlobOutcome, Progress};
 use super::reference::ImageRef;
 use crate::digest::Digest;
+use crate::error::IoContext;
 use crate::manifest::Descriptor;
 use crate::store::Store;
 
