@@ -13,16 +13,22 @@ use serde_json::json;
 fn busybox_image(ctx: &EngineContext) -> Result<()> {
     let rootfs = ctx.busybox_rootfs("bb-rootfs")?;
     let tar = ctx.dir().join("bb.tar");
-    let st = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()?;
-    ensure!(st.success(), "tar failed");
+    tar_dir(&rootfs, &tar)?;
     ctx.capsa(&["import", tar.to_str().context("path")?, "bb:1"])?
         .ok()?;
+    Ok(())
+}
+
+/// Writes the contents of `dir` as the tarball `tar` (a rootfs for `capsa import`).
+fn tar_dir(dir: &Path, tar: &Path) -> Result<()> {
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()?;
+    ensure!(st.success(), "tar of {} failed", dir.display());
     Ok(())
 }
 
@@ -512,14 +518,7 @@ fn image_volumes_start_with_the_image_content() -> Result<()> {
     )?;
     std::os::unix::fs::symlink("/etc/passwd", data.join("link"))?;
     let tar = ctx.dir().join("vol.tar");
-    let st = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()?;
-    ensure!(st.success(), "tar failed");
+    tar_dir(&rootfs, &tar)?;
     ctx.capsa(&[
         "import",
         "-c",
