@@ -227,6 +227,22 @@ fn commit_records_the_container_config_and_changes() -> Result<()> {
         "echo data > f",
     ])?
     .ok()?;
+    // `inspect` shows the container's config as Docker does: Cmd apart from Entrypoint, the
+    // environment it runs with.
+    let inspect = ctx.capsa(&["inspect", "c"])?.ok()?.json()?;
+    let config = &inspect[0]["Config"];
+    assert_eq!(
+        config["Cmd"],
+        json!(["sh", "-c", "echo data > f"]),
+        "{inspect}"
+    );
+    assert_eq!(config["WorkingDir"], json!("/srv"), "{inspect}");
+    assert!(
+        config["Env"]
+            .as_array()
+            .is_some_and(|e| e.contains(&json!("GREETING=hi"))),
+        "{inspect}"
+    );
     // Without changes the image keeps what the container ran with, as `docker commit` does.
     ctx.capsa(&["commit", "c", "bb:plain"])?.ok()?;
     let plain = ctx.capsa(&["image", "inspect", "bb:plain"])?.ok()?;

@@ -647,14 +647,7 @@ impl Engine {
                     "MergedDir": dir.join("rootfs"),
                 }
             },
-            "Config": {
-                "Hostname": spec["hostname"],
-                "Env": spec["process"]["env"],
-                "Cmd": spec["process"]["args"],
-                "WorkingDir": spec["process"]["cwd"],
-                "Tty": c.tty,
-                "Image": c.image,
-            },
+            "Config": inspect_config(c, &spec),
             "Wasm": c.wasm,
             "Spec": spec,
         }))
@@ -695,6 +688,23 @@ fn container_config(
     if let Some(u) = &options.user {
         config.insert("User".into(), json!(u));
     }
+    Value::Object(config)
+}
+
+/// `inspect`'s `Config`, as Docker shows a container's: its config in image terms (Entrypoint
+/// and Cmd apart, Labels, Volumes, ...) plus what only the container has (Hostname, Tty, Image,
+/// the whole environment it runs with).
+fn inspect_config(c: &ContainerRecord, spec: &Value) -> Value {
+    let mut config = match &c.config {
+        Value::Object(m) => m.clone(),
+        // A record from before the config was kept: the command line as Cmd.
+        _ => serde_json::Map::from_iter([("Cmd".to_owned(), json!(spec["process"]["args"]))]),
+    };
+    config.insert("Hostname".into(), spec["hostname"].clone());
+    config.insert("Env".into(), spec["process"]["env"].clone());
+    config.insert("WorkingDir".into(), spec["process"]["cwd"].clone());
+    config.insert("Tty".into(), json!(c.tty));
+    config.insert("Image".into(), json!(c.image));
     Value::Object(config)
 }
 
