@@ -566,6 +566,52 @@ fn image_volumes_start_with_the_image_content() -> Result<()> {
 }
 
 #[test]
+fn stop_sends_the_flag_or_image_stop_signal_first() -> Result<()> {
+    let ctx = EngineContext::new("engine-stopsignal")?;
+    busybox_image(&ctx)?;
+    let tar = ctx.dir().join("bb.tar");
+    ctx.capsa(&[
+        "import",
+        "-c",
+        "STOPSIGNAL SIGUSR2",
+        tar.to_str().context("path")?,
+        "bb:stop",
+    ])?
+    .ok()?;
+    let script = "trap 'exit 11' USR1; trap 'exit 12' USR2; trap 'exit 15' TERM; \
+                  echo up; while true; do sleep 0.1; done";
+    let cases: &[(&[&str], &[&str], &str)] = &[
+        (&["--stop-signal", "SIGUSR1", "bb:1"], &[], "11"),
+        (&["bb:stop"], &[], "12"),
+        (&["bb:stop"], &["-s", "TERM"], "15"),
+        (&["bb:1"], &[], "15"),
+    ];
+    for (n, (run, stop, code)) in cases.iter().enumerate() {
+        let name = format!("s{n}");
+        let mut args = vec!["-d", "--name", &name];
+        args.extend_from_slice(run);
+        args.extend_from_slice(&["sh", "-c", script]);
+        ctx.run(&args)?.ok()?;
+        eventually("the traps are set", Duration::from_secs(5), || {
+            Ok(ctx.capsa(&["logs", &name])?.stdout.contains("up"))
+        })?;
+        let mut stop_args = vec!["stop", "-t", "5"];
+        stop_args.extend_from_slice(stop);
+        stop_args.push(&name);
+        ctx.capsa(&stop_args)?.ok()?;
+        let wait = ctx.capsa(&["wait", &name])?.ok()?;
+        assert_eq!(wait.stdout.trim(), *code, "{run:?} {stop:?}: {wait}");
+        ctx.capsa(&["rm", &name])?.ok()?;
+    }
+    let bad = ctx.run(&["--rm", "--stop-signal", "SIGNOPE", "bb:1", "true"])?;
+    assert!(
+        !bad.success() && bad.stderr.contains("--stop-signal"),
+        "{bad}"
+    );
+    Ok(())
+}
+
+#[test]
 fn bad_input_fails_clearly_and_leaves_nothing() -> Result<()> {
     let ctx = EngineContext::new("engine-bad")?;
     busybox_image(&ctx)?;

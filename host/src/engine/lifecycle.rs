@@ -413,14 +413,29 @@ impl Engine {
         }
     }
 
-    /// `capsa stop`: SIGTERM to the payload, SIGKILL to everything after `timeout`.
-    pub fn stop(&self, c: &ContainerRecord, timeout: Duration) -> Result<()> {
+    /// The signal `stop` sends first: `--stop-signal`, else the image's StopSignal (both kept
+    /// in the container's config), else SIGTERM.
+    pub fn stop_signal(&self, c: &ContainerRecord) -> Result<i32> {
+        match c.config["StopSignal"].as_str().filter(|s| !s.is_empty()) {
+            Some(s) => Ok(runtime::parse_signal(s)
+                .map_err(|e| invalid(format!("StopSignal {s:?} of {}", c.name), e.to_string()))?),
+            None => Ok(libc::SIGTERM),
+        }
+    }
+
+    /// `capsa stop`: `signal` (default: [`Engine::stop_signal`]) to the payload, SIGKILL to
+    /// everything after `timeout`.
+    pub fn stop(&self, c: &ContainerRecord, timeout: Duration, signal: Option<i32>) -> Result<()> {
+        let signal = match signal {
+            Some(s) => s,
+            None => self.stop_signal(c)?,
+        };
         match self.state(c).0 {
             State::Running => {}
             State::Paused => runtime::resume(&self.runtime, &c.id)?,
             State::Created | State::Exited => return Ok(()),
         }
-        runtime::kill(&self.runtime, &c.id, libc::SIGTERM, false)?;
+        runtime::kill(&self.runtime, &c.id, signal, false)?;
         if self.wait_gone(c, timeout) {
             return Ok(());
         }
@@ -687,6 +702,9 @@ fn container_config(
     }
     if let Some(u) = &options.user {
         config.insert("User".into(), json!(u));
+    }
+    if let Some(s) = &options.stop_signal {
+        config.insert("StopSignal".into(), json!(s));
     }
     Value::Object(config)
 }

@@ -62,6 +62,8 @@ pub struct RunOptions {
     pub auto_remove: bool,
     /// `--cgroup-parent`: the container's cgroup is `<parent>/<id>` (default `/capsa`).
     pub cgroup_parent: Option<String>,
+    /// `--stop-signal`: what `stop` sends first (default: the image's StopSignal, else SIGTERM).
+    pub stop_signal: Option<String>,
 }
 
 /// Parses Docker's byte sizes: `1024`, `64k`, `512m`, `1g` (binary multiples).
@@ -139,6 +141,10 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
             destination: absolute_dest(dst, "-v")?,
             read_only,
         });
+    }
+    if let Some(signal) = &options.stop_signal {
+        crate::runtime::parse_signal(signal)
+            .map_err(|e| invalid(format!("--stop-signal {signal:?}"), e.to_string()))?;
     }
     let mut tmpfs = Vec::new();
     for t in &options.tmpfs {

@@ -91,6 +91,9 @@ struct CreateArgs {
     /// The parent cgroup of the container's cgroup (default /capsa).
     #[arg(long = "cgroup-parent")]
     cgroup_parent: Option<String>,
+    /// The signal `stop` sends first (default: the image's StopSignal, else SIGTERM).
+    #[arg(long = "stop-signal")]
+    stop_signal: Option<String>,
     /// Pull the image first: missing (when it is not in the store), always or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pull: String,
@@ -258,8 +261,12 @@ enum Command {
     },
     /// Stop containers: SIGTERM, then SIGKILL after the timeout.
     Stop {
+        /// Seconds to wait before SIGKILL.
         #[arg(short, long, default_value_t = 10)]
         time: u64,
+        /// The first signal (default: the container's stop signal, else SIGTERM).
+        #[arg(short, long)]
+        signal: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -452,6 +459,7 @@ fn run_options(a: &CreateArgs) -> Result<RunOptions> {
         interactive: a.interactive,
         auto_remove: a.rm,
         cgroup_parent: a.cgroup_parent.clone(),
+        stop_signal: a.stop_signal.clone(),
     })
 }
 
@@ -681,11 +689,21 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
         }
         Command::Start { containers } => each(&engine, &containers, |c| Ok(engine.start(c)?)),
-        Command::Stop { time, containers } => each(&engine, &containers, |c| {
-            Ok(engine.stop(c, Duration::from_secs(time))?)
-        }),
+        Command::Stop {
+            time,
+            signal,
+            containers,
+        } => {
+            let signal = signal
+                .as_deref()
+                .map(capsa_host::runtime::parse_signal)
+                .transpose()?;
+            each(&engine, &containers, |c| {
+                Ok(engine.stop(c, Duration::from_secs(time), signal)?)
+            })
+        }
         Command::Restart { time, containers } => each(&engine, &containers, |c| {
-            engine.stop(c, Duration::from_secs(time))?;
+            engine.stop(c, Duration::from_secs(time), None)?;
             Ok(engine.start(c)?)
         }),
         Command::Kill { signal, containers } => {
