@@ -22,12 +22,16 @@ for t in hyperfine podman umoci busybox tar unshare; do
 	command -v $t >/dev/null || { echo "bench/engine.sh: $t is missing" >&2; exit 1; }
 done
 W=$(mktemp -d /tmp/capsa-bench-engine.XXXXXX)
+CG=/capsa-bench-engine-$$
 cleanup() {
 	"$CAPSA" --root "$W/capsa" --state "$W/state" ps -aq 2>/dev/null |
 		xargs -r "$CAPSA" --root "$W/capsa" --state "$W/state" rm -f >/dev/null 2>&1 || true
 	podman --root "$W/podman" --runroot "$W/podman-run" rmi -af >/dev/null 2>&1 || true
 	grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 	rm -rf "$W"
+	# The containers' parent cgroup (each container removed its own).
+	for d in /sys/fs/cgroup$CG /sys/fs/cgroup/*$CG; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+	true
 }
 trap cleanup EXIT
 
@@ -49,7 +53,7 @@ U="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
 
 echo "== run --rm IMAGE true ($RUNS runs each; $(nproc) cores, kernel $(uname -r))"
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/run.json" \
-	-n capsa "$NS '$PREP; $C run --rm bench:1 true'" \
+	-n capsa "$NS '$PREP; $C run --rm --cgroup-parent $CG bench:1 true'" \
 	-n podman "$NS '$PREP; $P run --rm --network none $U localhost/bench:1 true'"
 
 # A multi-layer OCI layout: 8 layers, each a few hundred files, written by hand.
