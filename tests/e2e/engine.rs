@@ -508,7 +508,7 @@ fn detached_containers_with_a_terminal_log_what_it_shows() -> Result<()> {
     assert_eq!(exec.stdout.trim(), "/dev/pts/0", "{exec}");
     ctx.capsa(&["stop", "-t", "1", "shell"])?.ok()?;
     // `create -t` then `start` takes the same path.
-    ctx.capsa(&["create", "-t", "--name", "later", "bb:1", "tty"])?
+    ctx.create(&["-t", "--name", "later", "bb:1", "tty"])?
         .ok()?;
     ctx.capsa(&["start", "later"])?.ok()?;
     let wait = ctx.capsa(&["wait", "later"])?.ok()?;

@@ -98,6 +98,13 @@ impl EngineContext {
         self.capsa(&all)
     }
 
+    /// `capsa create` with the test's cgroup parent (as [`EngineContext::run`]).
+    pub fn create(&self, args: &[&str]) -> Result<CmdOutput> {
+        let mut all = vec!["create", "--cgroup-parent", &self.cgroup_parent];
+        all.extend_from_slice(args);
+        self.capsa(&all)
+    }
+
     /// Writes a busybox-static rootfs (the shared harness's) into `dir`.
     pub fn busybox_rootfs(&self, name: &str) -> Result<PathBuf> {
         let dir = self.dir().join(name);
