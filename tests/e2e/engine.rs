@@ -612,6 +612,72 @@ fn stop_sends_the_flag_or_image_stop_signal_first() -> Result<()> {
 }
 
 #[test]
+fn top_and_stats_show_a_running_container() -> Result<()> {
+    let ctx = EngineContext::new("engine-usage")?;
+    busybox_image(&ctx)?;
+    ctx.run(&[
+        "-d",
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "bb:1",
+        "sh",
+        "-c",
+        "yes > /dev/null & exec sleep 1000",
+    ])?
+    .ok()?;
+    let top = ctx.capsa(&["top", "busy", "-o", "pid,comm"])?.ok()?;
+    let lines: Vec<&str> = top.stdout.lines().collect();
+    assert_eq!(
+        lines
+            .first()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["PID", "COMMAND"]),
+        "{top}"
+    );
+    assert_eq!(
+        lines.len(),
+        3,
+        "the header and the container's two processes: {top}"
+    );
+    assert!(
+        top.stdout.contains("sleep") && top.stdout.contains("yes"),
+        "{top}"
+    );
+    let stats = ctx
+        .capsa(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}",
+            "busy",
+        ])?
+        .ok()?;
+    let fields: Vec<&str> = stats.stdout.trim().split('|').collect();
+    assert_eq!(fields.len(), 4, "{stats}");
+    assert_eq!(fields[0], "busy");
+    let cpu: f64 = fields[1].trim_end_matches('%').parse()?;
+    assert!(cpu > 10.0, "a spinning `yes` uses CPU: {stats}");
+    assert!(fields[2].ends_with("/ 64.00MiB"), "{stats}");
+    assert_eq!(fields[3], "2", "{stats}");
+    ctx.capsa(&["rm", "-f", "busy"])?.ok()?;
+    let gone = ctx.capsa(&["stats", "--no-stream", "busy"])?;
+    assert!(
+        !gone.success() && gone.stderr.contains("no such container"),
+        "{gone}"
+    );
+    ctx.run(&["--name", "done", "bb:1", "true"])?.ok()?;
+    let top = ctx.capsa(&["top", "done"])?;
+    assert!(
+        !top.success() && top.stderr.contains("not running"),
+        "{top}"
+    );
+    ctx.capsa(&["rm", "done"])?.ok()?;
+    Ok(())
+}
+
+#[test]
 fn bad_input_fails_clearly_and_leaves_nothing() -> Result<()> {
     let ctx = EngineContext::new("engine-bad")?;
     busybox_image(&ctx)?;

@@ -28,6 +28,7 @@ mod lifecycle;
 mod logs;
 mod monitor;
 mod spec;
+mod usage;
 mod user;
 mod volumes;
 mod wasm;

@@ -1,8 +1,6 @@
 //! The read-only reports: `list`, `ps` and `features`, formatted as runc formats them.
 
-use std::process::Command;
-
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use capsa_host::runtime::StateRoot;
 
 use crate::cli::Format;
@@ -66,38 +64,7 @@ pub fn ps(root: &StateRoot, id: &str, format: Format, ps_args: &[String]) -> Res
     };
     match format {
         Format::Json => println!("{}", serde_json::to_string(&pids)?),
-        Format::Table => {
-            let args: Vec<String> = if ps_args.is_empty() {
-                vec!["-ef".into()]
-            } else {
-                ps_args.to_vec()
-            };
-            let output = Command::new("ps").args(&args).output().context("run ps")?;
-            if !output.status.success() {
-                bail!(
-                    "ps {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            let text = String::from_utf8_lossy(&output.stdout);
-            let mut lines = text.lines();
-            let header = lines.next().unwrap_or_default();
-            let pid_column = header
-                .split_whitespace()
-                .position(|h| h == "PID")
-                .context("ps output has no PID column")?;
-            println!("{header}");
-            for line in lines {
-                let pid = line
-                    .split_whitespace()
-                    .nth(pid_column)
-                    .and_then(|p| p.parse::<i32>().ok());
-                if pid.is_some_and(|p| pids.contains(&p)) {
-                    println!("{line}");
-                }
-            }
-        }
+        Format::Table => print!("{}", capsa_host::runtime::ps_table(&pids, ps_args)?),
     }
     Ok(())
 }

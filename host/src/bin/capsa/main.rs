@@ -353,6 +353,22 @@ enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// A running container's processes (ps(1) options after the name; default -ef).
+    Top {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Running containers' CPU, memory and pids usage (default: all running ones).
+    Stats {
+        /// Print one sample and exit (else refresh every second until interrupted).
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// Go-template-like `{{.Field}}` per line, or `json`.
+        #[arg(long)]
+        format: Option<String>,
+        containers: Vec<String>,
+    },
     /// A container's changes (A added, C changed, D deleted).
     Diff { container: String },
     /// Make an image of a container's changes.
@@ -714,6 +730,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             force, containers, ..
         } => each(&engine, &containers, |c| Ok(engine.remove(c, force)?)),
         Command::Ps { all, quiet, format } => ps(&engine, all, quiet, format.as_deref()),
+        Command::Top { container, ps_args } => {
+            let c = engine.container(&container)?;
+            let pids = engine.processes(&c)?;
+            print!("{}", capsa_host::runtime::ps_table(&pids, &ps_args)?);
+            Ok(0)
+        }
+        Command::Stats {
+            no_stream,
+            format,
+            containers,
+        } => stats(&engine, no_stream, format.as_deref(), &containers),
         Command::Logs {
             follow,
             tail,
@@ -1030,6 +1057,135 @@ fn prune(engine: &Engine, all: bool) -> Result<i32> {
     }
     println!("\nTotal reclaimed space: {}", format::size(freed));
     Ok(0)
+}
+
+/// One container's usage sample: cumulative CPU nanoseconds, memory in use (without the
+/// reclaimable file cache, as Docker counts it), memory limit, pids, and when it was taken.
+struct Sample {
+    cpu_ns: u64,
+    memory: u64,
+    limit: u64,
+    pids: u64,
+    at: std::time::Instant,
+}
+
+/// The host's memory in bytes (Docker shows it as the limit of an unlimited container).
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(u64::MAX, |kb| kb * 1024)
+}
+
+fn sample(engine: &Engine, c: &ContainerRecord, host: u64) -> Result<Sample> {
+    let s = engine.stats(c)?;
+    let cache = ["total_inactive_file", "inactive_file"]
+        .iter()
+        .find_map(|k| s.memory.raw.get(*k).copied())
+        .unwrap_or(0);
+    let limit = match s.memory.usage.limit {
+        0 => host,
+        l => l.min(host),
+    };
+    Ok(Sample {
+        cpu_ns: s.cpu.usage.total,
+        memory: s.memory.usage.usage.saturating_sub(cache),
+        limit,
+        pids: s.pids.current,
+        at: std::time::Instant::now(),
+    })
+}
+
+/// Bytes as Docker's stats shows them (binary units: `1.5MiB`).
+fn binary_size(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.2}{}", units[unit])
+    }
+}
+
+/// `capsa stats`: two samples a second apart give the CPU share (100% = one CPU, as Docker).
+fn stats(engine: &Engine, no_stream: bool, format: Option<&str>, names: &[String]) -> Result<i32> {
+    let host = host_memory();
+    loop {
+        let containers: Vec<ContainerRecord> = if names.is_empty() {
+            engine
+                .containers()?
+                .into_iter()
+                .filter(|c| matches!(engine.state(c).0, State::Running | State::Paused))
+                .collect()
+        } else {
+            names
+                .iter()
+                .map(|n| engine.container(n))
+                .collect::<std::result::Result<_, _>>()?
+        };
+        let first: Vec<Option<Sample>> = containers
+            .iter()
+            .map(|c| sample(engine, c, host).ok())
+            .collect();
+        std::thread::sleep(Duration::from_secs(1));
+        let mut rows = Vec::new();
+        for (c, before) in containers.iter().zip(first) {
+            let now = match (before, sample(engine, c, host)) {
+                (Some(before), Ok(now)) => Some((before, now)),
+                (_, Err(e)) if !names.is_empty() => return Err(e),
+                _ => None,
+            };
+            let Some((before, now)) = now else { continue };
+            let wall = now.at.duration_since(before.at).as_nanos().max(1) as f64;
+            let cpu = now.cpu_ns.saturating_sub(before.cpu_ns) as f64 / wall * 100.0;
+            let mut m = Map::new();
+            m.insert("ID".into(), json!(&c.id[..12]));
+            m.insert("Container".into(), json!(&c.id[..12]));
+            m.insert("Name".into(), json!(c.name));
+            m.insert("CPUPerc".into(), json!(format!("{cpu:.2}%")));
+            m.insert(
+                "MemUsage".into(),
+                json!(format!(
+                    "{} / {}",
+                    binary_size(now.memory),
+                    binary_size(now.limit)
+                )),
+            );
+            let mem = now.memory as f64 / now.limit.max(1) as f64 * 100.0;
+            m.insert("MemPerc".into(), json!(format!("{mem:.2}%")));
+            m.insert("PIDs".into(), json!(now.pids.to_string()));
+            rows.push(m);
+        }
+        if !no_stream {
+            // Docker's screen: cleared and redrawn every second.
+            print!("\x1b[2J\x1b[H");
+        }
+        Output::new(
+            format,
+            &[
+                ("CONTAINER ID", "ID"),
+                ("NAME", "Name"),
+                ("CPU %", "CPUPerc"),
+                ("MEM USAGE / LIMIT", "MemUsage"),
+                ("MEM %", "MemPerc"),
+                ("PIDS", "PIDs"),
+            ],
+        )
+        .print(&rows);
+        if no_stream {
+            return Ok(0);
+        }
+        std::io::Write::flush(&mut std::io::stdout())?;
+    }
 }
 
 fn ps(engine: &Engine, all: bool, quiet: bool, format: Option<&str>) -> Result<i32> {
