@@ -52,6 +52,33 @@ fn inherit_cpuset(mount_point: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// On cgroup v2 a controller's files (`memory.max`, `pids.max`, ...) exist in a cgroup only when
+/// its parent delegates the controller in `cgroup.subtree_control`. Every available controller
+/// is delegated down each level above `dir`, as runc does, so a nested cgroup (`/capsa/<id>`)
+/// gets them. Best effort: a level that refuses (processes in it) leaves the controller out,
+/// and applying a limit then names the missing file.
+fn delegate_controllers(mount_point: &Path, dir: &Path) {
+    let Ok(rel) = dir.strip_prefix(mount_point) else {
+        return;
+    };
+    let mut level = mount_point.to_path_buf();
+    for component in rel.components() {
+        let available =
+            std::fs::read_to_string(level.join("cgroup.controllers")).unwrap_or_default();
+        let enabled =
+            std::fs::read_to_string(level.join("cgroup.subtree_control")).unwrap_or_default();
+        for controller in available.split_whitespace() {
+            if !enabled.split_whitespace().any(|e| e == controller) {
+                let _ = std::fs::write(
+                    level.join("cgroup.subtree_control"),
+                    format!("+{controller}"),
+                );
+            }
+        }
+        level.push(component);
+    }
+}
+
 /// A container's cgroup: one directory per mounted hierarchy (v1), or one directory (v2). The
 /// record is saved in the container's state so later commands act on the same directories.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +125,9 @@ impl Cgroup {
         let hierarchies = layout.hierarchies();
         for dir in self.all_dirs() {
             std::fs::create_dir_all(dir).with(|| format!("create cgroup {}", dir.display()))?;
+        }
+        if let (Some(mount_point), Some(dir)) = (layout.unified(), &self.unified) {
+            delegate_controllers(mount_point, dir);
         }
         for (hierarchy, dir) in layout_pairs(&self.dirs, hierarchies) {
             if hierarchy.controllers.iter().any(|c| c == "cpuset") {

@@ -97,6 +97,7 @@ impl Cgroup {
         })?;
         let raw = manager.stats();
         let mut stats = Stats::default();
+        let has_cpuacct = raw.cpu.cpu_acct.is_some();
         if let Some(acct) = raw.cpu.cpu_acct {
             stats.cpu.usage = CpuUsage {
                 total: acct.total_usage,
@@ -104,6 +105,24 @@ impl Cgroup {
                 kernel: acct.system_usage,
                 user: acct.user_usage,
             };
+        }
+        if !has_cpuacct && let Some(dir) = &self.unified {
+            // cgroup v2 has no cpuacct: cpu.stat (in every cgroup) counts microseconds.
+            let text = std::fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| {
+                        l.strip_prefix(name)?
+                            .strip_prefix(' ')?
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .map_or(0, |usec| usec.saturating_mul(1000))
+            };
+            stats.cpu.usage.total = field("usage_usec");
+            stats.cpu.usage.user = field("user_usec");
+            stats.cpu.usage.kernel = field("system_usec");
         }
         if let Some(t) = raw.cpu.cpu_throttling {
             stats.cpu.throttling = Throttling {
