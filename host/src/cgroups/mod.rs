@@ -65,6 +65,10 @@ fn delegate_controllers(mount_point: &Path, dir: &Path) {
     for component in rel.components() {
         let available =
             std::fs::read_to_string(level.join("cgroup.controllers")).unwrap_or_default();
+        if available.trim().is_empty() {
+            // Nothing to delegate here, so nothing below either (a hybrid host's v2 tree).
+            return;
+        }
         let enabled =
             std::fs::read_to_string(level.join("cgroup.subtree_control")).unwrap_or_default();
         for controller in available.split_whitespace() {

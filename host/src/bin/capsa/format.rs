@@ -143,21 +143,32 @@ pub fn table(header: &[String], rows: &[Vec<String>]) {
     }
 }
 
-/// Docker's sizes: decimal units, three significant digits.
-pub fn size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
+/// `bytes` divided by `base` until below it (or out of units): the value and its unit index.
+fn scaled(bytes: u64, base: f64, units: usize) -> (f64, usize) {
     let mut v = bytes as f64;
     let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
+    while v >= base && i + 1 < units {
+        v /= base;
         i += 1;
     }
-    if i == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{:.3}{}", v, units[i])
-            .replace(".000", "")
-            .to_string()
+    (v, i)
+}
+
+/// Docker's image sizes: decimal units, three decimals at most (`1.999MB`).
+pub fn size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    match scaled(bytes, 1000.0, units.len()) {
+        (_, 0) => format!("{bytes}B"),
+        (v, i) => format!("{:.3}{}", v, units[i]).replace(".000", ""),
+    }
+}
+
+/// Docker's `stats` sizes: binary units, two decimals (`1.50MiB`).
+pub fn binary_size(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    match scaled(bytes, 1024.0, units.len()) {
+        (_, 0) => format!("{bytes}B"),
+        (v, i) => format!("{v:.2}{}", units[i]),
     }
 }
 

@@ -1100,22 +1100,6 @@ fn sample(engine: &Engine, c: &ContainerRecord, host: u64) -> Result<Sample> {
     })
 }
 
-/// Bytes as Docker's stats shows them (binary units: `1.5MiB`).
-fn binary_size(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.2}{}", units[unit])
-    }
-}
-
 /// `capsa stats`: two samples a second apart give the CPU share (100% = one CPU, as Docker).
 fn stats(engine: &Engine, no_stream: bool, format: Option<&str>, names: &[String]) -> Result<i32> {
     let host = host_memory();
@@ -1156,8 +1140,8 @@ fn stats(engine: &Engine, no_stream: bool, format: Option<&str>, names: &[String
                 "MemUsage".into(),
                 json!(format!(
                     "{} / {}",
-                    binary_size(now.memory),
-                    binary_size(now.limit)
+                    format::binary_size(now.memory),
+                    format::binary_size(now.limit)
                 )),
             );
             let mem = now.memory as f64 / now.limit.max(1) as f64 * 100.0;
