@@ -6,6 +6,8 @@
 //! either starts; [`cgroups`] and [`sys`] are the layers they stand on. The `capsa-runtime`
 //! binary is a thin CLI over [`runtime`].
 
+#![recursion_limit = "256"]
+
 pub mod cgroups;
 pub mod engine;
 pub mod envelope;

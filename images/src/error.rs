@@ -122,7 +122,7 @@ pub enum Error {
         reason: String,
     },
     /// No image matches a name or id.
-    #[error("no such image: {0}")]
+    #[error("No such image: {0}")]
     ImageNotFound(String),
     /// An id prefix matches several images.
     #[error("image id prefix {0:?} matches more than one image")]

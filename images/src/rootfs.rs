@@ -288,16 +288,27 @@ fn mount_classic(plan: &MountPlan, target: &Path) -> Result<()> {
         ));
     }
     let target = std::path::absolute(target).ctx("absolute", target)?;
-    let cwd = fs::File::open(".").ctx("open", ".")?;
-    std::env::set_current_dir(&plan.short_base).ctx("chdir", &plan.short_base)?;
-    let result = mount_data(&target, &short);
-    // SAFETY: cwd is an open directory fd.
-    let back = unsafe { libc::fchdir(cwd.as_raw_fd()) };
-    result?;
-    if back < 0 {
-        return Err(io::Error::last_os_error()).ctx("fchdir", "previous cwd");
-    }
-    Ok(())
+    // The short names are relative to the store root, so the mount needs that as its working
+    // directory. A thread of its own with its own fs context (unshare(CLONE_FS)) changes it:
+    // the process's working directory, shared by every thread of a daemon, never moves.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: unshare(CLONE_FS) affects only the calling thread's fs context.
+                if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                    return Err(io::Error::last_os_error())
+                        .ctx("unshare(CLONE_FS)", &plan.short_base);
+                }
+                std::env::set_current_dir(&plan.short_base).ctx("chdir", &plan.short_base)?;
+                mount_data(&target, &short)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(mount_error(&target, "mount thread".to_owned())(
+                    io::Error::other("the mount thread panicked"),
+                ))
+            })
+    })
 }
 
 /// Mounts the plan's overlay on `target`; returns the method used. The engine calls this in

@@ -664,7 +664,7 @@ fn top_and_stats_show_a_running_container() -> Result<()> {
     ctx.capsa(&["rm", "-f", "busy"])?.ok()?;
     let gone = ctx.capsa(&["stats", "--no-stream", "busy"])?;
     assert!(
-        !gone.success() && gone.stderr.contains("no such container"),
+        !gone.success() && gone.stderr.contains("No such container"),
         "{gone}"
     );
     ctx.run(&["--name", "done", "bb:1", "true"])?.ok()?;
@@ -685,9 +685,9 @@ fn bad_input_fails_clearly_and_leaves_nothing() -> Result<()> {
         // --pull never: a test makes no traffic beyond loopback (docker.io is not asked).
         (
             &["--rm", "--pull", "never", "nosuch:1", "true"],
-            "no such image",
+            "No such image",
         ),
-        (&["--rm", "-v", "relative:/x", "bb:1", "true"], "absolute"),
+        (&["--rm", "-v", "../x:/x", "bb:1", "true"], "volume name"),
         (&["--rm", "-m", "lots", "bb:1", "true"], "size"),
         (&["--rm", "--network", "bridge", "bb:1", "true"], "network"),
         (

@@ -38,6 +38,50 @@ pub struct ContainerRecord {
     /// Docker does. Null in records written before it existed.
     #[serde(default)]
     pub config: serde_json::Value,
+    /// Every option `create` took (inspect shows them as `HostConfig`; the monitor reads the
+    /// restart policy, stdin and log settings from here).
+    #[serde(default)]
+    pub options: super::RunOptions,
+    /// What is mounted where (volumes, binds, tmpfs), as inspect's `Mounts`.
+    #[serde(default)]
+    pub mounts: Vec<MountPoint>,
+    /// The healthcheck the monitor runs (the image's, overridden by the options).
+    #[serde(default)]
+    pub healthcheck: Option<super::spec::Healthcheck>,
+    /// The container's hostname.
+    #[serde(default)]
+    pub hostname: String,
+    /// Volumes made for this container alone (`-v /path`): removed with it by `rm -v` and
+    /// `--rm`.
+    #[serde(default)]
+    pub anonymous_volumes: Vec<String>,
+}
+
+/// One mount of a container, as Docker's `MountPoint`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MountPoint {
+    /// `bind`, `volume` or `tmpfs`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The volume's name (volumes only).
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The host path.
+    #[serde(rename = "Source")]
+    pub source: String,
+    #[serde(rename = "Destination")]
+    pub destination: String,
+    #[serde(rename = "Driver", default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    #[serde(rename = "Mode")]
+    pub mode: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    #[serde(rename = "Propagation")]
+    pub propagation: String,
+    /// An anonymous volume made for this container (removed with it by `rm -v` and `--rm`).
+    #[serde(skip)]
+    pub anonymous: bool,
 }
 
 /// The last exit of a container.
@@ -49,6 +93,9 @@ pub struct ExitRecord {
     pub started: String,
     /// When it exited (RFC 3339).
     pub finished: String,
+    /// Why it could not start (a restart that failed), Docker's `State.Error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A container's status, derived as described in [`super`].
@@ -60,6 +107,8 @@ pub enum State {
     Running,
     /// Frozen by `pause`.
     Paused,
+    /// Exited; its monitor waits out a back-off before starting it again (restart policy).
+    Restarting,
     /// It ran and exited; `exit.json` says how.
     Exited,
 }
@@ -71,6 +120,7 @@ impl State {
             State::Created => "created",
             State::Running => "running",
             State::Paused => "paused",
+            State::Restarting => "restarting",
             State::Exited => "exited",
         }
     }
@@ -190,8 +240,7 @@ impl Engine {
 
     /// The runtime's view: the init's pid and status, if a runtime container exists.
     pub fn runtime_status(&self, c: &ContainerRecord) -> Option<(i32, Status)> {
-        let records = self.runtime.list().ok()?;
-        let r = records.into_iter().find(|r| r.id == c.id)?;
+        let r = self.runtime.record(&c.id)?;
         Some((r.pid, r.status()))
     }
 
@@ -202,6 +251,7 @@ impl Engine {
             Some((pid, Status::Paused)) => (State::Paused, pid),
             Some((_, Status::Created | Status::Creating)) => (State::Created, 0),
             // Stopped but not yet reaped by its monitor, or no runtime container at all.
+            _ if self.run_state(c).restarting && self.monitor_alive(c) => (State::Restarting, 0),
             Some((_, Status::Stopped)) => (State::Exited, 0),
             None if self.exit_record(c).is_some() => (State::Exited, 0),
             None => (State::Created, 0),

@@ -8,6 +8,9 @@ pub enum EngineError {
     /// The image store refused or failed (bad image, unknown name, I/O in the store).
     #[error(transparent)]
     Image(#[from] capsa_images::Error),
+    /// A registry refused or failed (pull, push, login).
+    #[error(transparent)]
+    Registry(#[from] capsa_images::registry::Error),
     /// The runtime library failed to create, start, signal or delete the container.
     #[error(transparent)]
     Runtime(#[from] crate::Error),
@@ -28,12 +31,58 @@ pub enum EngineError {
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
     /// No container has this id, id prefix or name.
-    #[error("no such container: {0}")]
+    #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// No volume has this name.
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    /// A path or another object does not exist (the message says what).
+    #[error("{0}")]
+    NotFound(String),
+    /// No exec instance has this id.
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
     /// The request conflicts with the current state (a name in use, an image in use, a
     /// container that runs).
     #[error("{0}")]
     Conflict(String),
+}
+
+impl EngineError {
+    /// Docker's HTTP status for this error: 404 for what does not exist, 400 for bad input,
+    /// 409 for a conflict with the current state, 500 otherwise. The daemon answers with it and
+    /// the CLI's exit codes follow it.
+    pub fn http_status(&self) -> u16 {
+        use capsa_images::Error as I;
+        match self {
+            EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchVolume(_)
+            | EngineError::NoSuchExec(_)
+            | EngineError::NotFound(_) => 404,
+            EngineError::Invalid { .. } => 400,
+            EngineError::Conflict(_) => 409,
+            EngineError::Image(e) => match e {
+                I::ImageNotFound(_) => 404,
+                I::InvalidReference { .. } | I::AmbiguousId(_) | I::Invalid { .. } => 400,
+                I::Conflict(_) => 409,
+                _ => 500,
+            },
+            EngineError::Registry(e) => {
+                use capsa_images::registry::Error as R;
+                match e {
+                    R::NotFound { .. } | R::NoMatchingPlatform { .. } => 404,
+                    R::Unauthorized { .. } | R::LoginRefused { .. } => 401,
+                    R::InvalidReference { .. } | R::InvalidPlatform(_) => 400,
+                    R::Local(inner) if matches!(**inner, I::ImageNotFound(_)) => 404,
+                    _ => 500,
+                }
+            }
+            EngineError::Runtime(crate::Error::NotFound(_)) => 404,
+            EngineError::Runtime(crate::Error::WrongStatus { .. }) => 409,
+            EngineError::Runtime(crate::Error::InvalidConfig(_)) => 400,
+            _ => 500,
+        }
+    }
 }
 
 /// The engine's result type.

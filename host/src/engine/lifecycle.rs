@@ -2,7 +2,7 @@
 //! wait, exec, pause, commit. Every runtime step goes through `capsa_host::runtime`, in this
 //! (single-threaded) process or in the monitor it forks.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,8 @@ use capsa_images::{ImageId, ImportOptions, Reference};
 use serde_json::{Value, json};
 
 use super::container::{
-    ContainerRecord, ExitRecord, State, now_rfc3339, random_id, read_json, validate_name,
-    write_atomic,
+    ContainerRecord, ExitRecord, MountPoint, State, now_rfc3339, random_id, read_json,
+    validate_name, write_atomic,
 };
 use super::error::{EngineError, IoContext, Result, SysContext, invalid};
 use super::spec::{self, RunOptions, SpecInput};
@@ -43,6 +43,63 @@ pub struct ExecRequest {
     pub user: Option<String>,
     /// `-d`.
     pub detach: bool,
+    /// With `tty`: where the pty master goes (the daemon holds it), instead of this process's
+    /// terminal.
+    pub console_socket: Option<PathBuf>,
+    /// Where the process's pid is written once it runs.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// What `start` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The payload runs now.
+    Started,
+    /// It was running already (Docker answers 304).
+    AlreadyRunning,
+}
+
+/// What `stop` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// It was running and has stopped.
+    Stopped,
+    /// It was not running (Docker answers 304).
+    NotRunning,
+}
+
+/// What `wait` waits for (Docker's `condition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitCondition {
+    /// Until it is not running (at once when it is not).
+    #[default]
+    NotRunning,
+    /// Until its next exit.
+    NextExit,
+    /// Until it is removed.
+    Removed,
+}
+
+impl WaitCondition {
+    /// Docker's `condition` query value.
+    pub fn parse(text: &str) -> Result<WaitCondition> {
+        match text {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(invalid(
+                format!("wait condition {other:?}"),
+                "use not-running, next-exit or removed",
+            )),
+        }
+    }
+}
+
+/// `update`'s changes: resources and the restart policy.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    pub resources: spec::Resources,
+    pub restart: Option<spec::RestartPolicy>,
 }
 
 /// `capsa commit` flags.
@@ -60,13 +117,15 @@ pub struct CommitOptions {
     pub pause: bool,
 }
 
-/// Removes a half-made container directory (and its mount) unless disarmed.
-struct Rollback {
+/// Removes a half-made container directory (its mount, the volumes it made) unless disarmed.
+struct Rollback<'a> {
     dir: Option<PathBuf>,
     mount: Option<PathBuf>,
+    volumes: Vec<String>,
+    engine: &'a Engine,
 }
 
-impl Drop for Rollback {
+impl Drop for Rollback<'_> {
     fn drop(&mut self) {
         if let Some(m) = &self.mount {
             let _ = unmount(m);
@@ -74,11 +133,14 @@ impl Drop for Rollback {
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
+        for v in &self.volumes {
+            let _ = self.engine.volume_remove(v, true);
+        }
     }
 }
 
 /// Whether `path` is a mount point (its device differs from its parent's).
-fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (
         std::fs::metadata(path),
@@ -110,27 +172,32 @@ fn image_json(engine: &Engine, digest: &capsa_images::Digest) -> Result<Value> {
 }
 
 impl Engine {
-    /// `capsa create`: the container's record, layers, overlay and spec. Flags are checked first;
-    /// a failure removes everything this call made.
+    /// `capsa create` / `POST /containers/create`: the container's record, layers, overlay,
+    /// volumes and spec. Options are checked first; a failure removes everything this call
+    /// made (a volume it created included).
     pub fn create(&self, options: &RunOptions) -> Result<ContainerRecord> {
         let checked = spec::check(options)?;
         let info = self.store.inspect(&options.image)?;
         let raw = image_json(self, &info.id)?;
         let image_config = raw.get("config").cloned().unwrap_or_else(|| json!({}));
         let manifest = image_json(self, &info.manifest_digest)?;
+        // Names are unique across front doors: one create (or rename) at a time decides.
+        let _names = self.records_lock()?;
         let existing = self.containers()?;
         let id = random_id()?;
         let name = match &options.name {
-            Some(n) => {
+            Some(n) if !n.is_empty() => {
+                let n = n.strip_prefix('/').unwrap_or(n);
                 validate_name(n)?;
-                if existing.iter().any(|c| &c.name == n) {
+                if let Some(other) = existing.iter().find(|c| c.name == n) {
                     return Err(EngineError::Conflict(format!(
-                        "the container name {n:?} is already in use"
+                        "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                        other.id
                     )));
                 }
-                n.clone()
+                n.to_owned()
             }
-            None => format!("capsa_{}", &id[..12]),
+            _ => format!("capsa_{}", &id[..12]),
         };
 
         // Wasm: a raw module layer, a wasi/wasm platform, or the variant annotation.
@@ -150,6 +217,9 @@ impl Engine {
             annotations.push((WASM_VARIANT.to_owned(), "compat".to_owned()));
         }
         let wasm = !annotations.is_empty();
+        if wasm && options.init {
+            return Err(invalid("--init", "a wasm container runs no init"));
+        }
         let mut args = spec::command_line(&image_config, options);
         if wasm_layer.is_some() {
             args.retain(|a| a != WASM_MODULE_PATH);
@@ -170,6 +240,14 @@ impl Engine {
         if !cwd.starts_with('/') {
             return Err(invalid(format!("working dir {cwd:?}"), "must be absolute"));
         }
+        for v in &checked.volumes {
+            if !v.name.is_empty()
+                && let Ok(vol) = self.volume(&v.name)
+            {
+                self.volume_dir_for_mount(&vol.name)?;
+            }
+        }
+        let healthcheck = spec::effective_healthcheck(&image_config, options);
 
         let containers = self.containers_dir();
         std::fs::create_dir_all(&containers).io("mkdir", &containers)?;
@@ -178,6 +256,8 @@ impl Engine {
         let mut rollback = Rollback {
             dir: Some(dir.clone()),
             mount: None,
+            volumes: Vec::new(),
+            engine: self,
         };
         let (init, upper, work, rootfs_dir) = (
             dir.join("init"),
@@ -191,18 +271,33 @@ impl Engine {
         let hostname = options
             .hostname
             .clone()
+            .filter(|h| !h.is_empty())
             .unwrap_or_else(|| id[..12].to_owned());
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+        let hosts = spec::hosts_file(
+            &hostname,
+            options.domainname.as_deref(),
+            &options.extra_hosts,
         );
+        let host_resolv = String::from_utf8_lossy(&resolv_conf()).into_owned();
         rootfs::write_init_layer(
             &init,
             &InitFiles {
                 hosts: hosts.as_bytes(),
                 hostname: format!("{hostname}\n").as_bytes(),
-                resolv_conf: &resolv_conf(),
+                resolv_conf: spec::resolv_conf(&host_resolv, options).as_bytes(),
             },
         )?;
+        // Anonymous volumes: the image's `Volumes` and `Config.Volumes` not covered by a mount.
+        let mut anonymous_dests: Vec<String> = image_config["Volumes"]
+            .as_object()
+            .map(|m| m.keys().filter(|k| k.starts_with('/')).cloned().collect())
+            .unwrap_or_default();
+        let covered = |d: &str| {
+            checked.binds.iter().any(|b| b.destination == d)
+                || checked.tmpfs.iter().any(|(t, _)| t == d)
+                || checked.volumes.iter().any(|v| v.destination == d)
+        };
+        anonymous_dests.retain(|d| !covered(d.trim_end_matches('/')));
         // Mount points live in the init layer, as in Docker's, so they are not the container's
         // changes (`diff`, `commit`).
         let mut points = vec!["/proc".to_owned(), "/sys".to_owned(), "/dev".to_owned()];
@@ -214,12 +309,17 @@ impl Engine {
                 .filter(|b| !b.source.is_file())
                 .map(|b| b.destination.clone()),
         );
-        if let Some(vols) = image_config["Volumes"].as_object() {
-            points.extend(vols.keys().filter(|k| k.starts_with('/')).cloned());
-        }
+        points.extend(checked.volumes.iter().map(|v| v.destination.clone()));
+        points.extend(anonymous_dests.iter().cloned());
         for p in points {
             let d = init.join(p.trim_start_matches('/'));
             std::fs::create_dir_all(&d).io("mkdir", &d)?;
+        }
+        if checked.init.is_some() {
+            let sbin = init.join("sbin");
+            std::fs::create_dir_all(&sbin).io("mkdir", &sbin)?;
+            let point = init.join(spec::INIT_PATH.trim_start_matches('/'));
+            std::fs::write(&point, b"").io("create", &point)?;
         }
         if let Some(layer) = wasm_layer {
             // A hard link: the module is not copied (the store and the container share a
@@ -252,21 +352,69 @@ impl Engine {
             spec::merge_env(&mut env, &["TERM=xterm".to_owned()]);
         }
         spec::merge_env(&mut env, &checked.env);
+        let mut mounts = Vec::new();
         for b in &checked.binds {
-            std::fs::create_dir_all(&b.source).io("mkdir -v source", &b.source)?;
+            std::fs::create_dir_all(&b.source)
+                .or_else(|e| if b.source.exists() { Ok(()) } else { Err(e) })
+                .io("mkdir -v source", &b.source)?;
+            mounts.push(MountPoint {
+                kind: "bind".into(),
+                source: b.source.display().to_string(),
+                destination: b.destination.clone(),
+                mode: if b.read_only { "ro" } else { "" }.into(),
+                rw: !b.read_only,
+                propagation: "rprivate".into(),
+                ..MountPoint::default()
+            });
         }
-        let mut anonymous = Vec::new();
-        if let Some(vols) = image_config["Volumes"].as_object() {
-            for (n, dest) in vols.keys().enumerate() {
-                let covered = checked.binds.iter().any(|b| &b.destination == dest)
-                    || checked.tmpfs.iter().any(|(d, _)| d == dest);
-                if !covered && dest.starts_with('/') {
-                    let source = dir.join("volumes").join(n.to_string());
-                    std::fs::create_dir_all(&source).io("mkdir", &source)?;
-                    volumes::populate(&rootfs_dir, dest, &source)?;
-                    anonymous.push((dest.clone(), source));
-                }
+        for (d, _) in &checked.tmpfs {
+            mounts.push(MountPoint {
+                kind: "tmpfs".into(),
+                destination: d.clone(),
+                rw: true,
+                ..MountPoint::default()
+            });
+        }
+        let mut volume_binds = Vec::new();
+        // Image volumes not covered by a mount: directories of the container, filled from the
+        // image (they go with it).
+        for (n, dest) in anonymous_dests.iter().enumerate() {
+            let source = dir.join("volumes").join(n.to_string());
+            std::fs::create_dir_all(&source).io("mkdir", &source)?;
+            volumes::populate(&rootfs_dir, dest, &source)?;
+            volume_binds.push((dest.clone(), source, false));
+        }
+        // Named (and `-v /path` anonymous) volumes: made when missing, filled when new.
+        for v in &checked.volumes {
+            let (record, made) = self.volume_create_inner(
+                &super::named_volumes::VolumeOptions {
+                    name: v.name.clone(),
+                    ..Default::default()
+                },
+                v.name.is_empty(),
+            )?;
+            if made {
+                rollback.volumes.push(record.name.clone());
             }
+            let data = self.volume_dir_for_mount(&record.name)?;
+            let empty = std::fs::read_dir(&data)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            if empty && !v.no_copy {
+                volumes::populate(&rootfs_dir, &v.destination, &data)?;
+            }
+            mounts.push(MountPoint {
+                kind: "volume".into(),
+                name: record.name.clone(),
+                source: data.display().to_string(),
+                destination: v.destination.clone(),
+                driver: "local".into(),
+                mode: if v.read_only { "ro" } else { "z" }.into(),
+                rw: !v.read_only,
+                propagation: String::new(),
+                anonymous: record.anonymous,
+            });
+            volume_binds.push((v.destination.clone(), data, v.read_only));
         }
         let cgroup = format!(
             "{}/{id}",
@@ -281,15 +429,20 @@ impl Engine {
             env,
             cwd,
             user: identity,
-            hostname,
+            hostname: hostname.clone(),
             rootfs: &rootfs_dir,
             checked: &checked,
-            anonymous,
+            volume_binds,
             cgroup: cgroup.clone(),
             annotations,
             options,
         })?;
         write_atomic(&dir.join("config.json"), &config)?;
+        let anonymous_volumes: Vec<String> = mounts
+            .iter()
+            .filter(|m| m.anonymous)
+            .map(|m| m.name.clone())
+            .collect();
         let record = ContainerRecord {
             id: id.clone(),
             name,
@@ -302,17 +455,32 @@ impl Engine {
             cgroup,
             wasm,
             config: container_config,
+            options: options.clone(),
+            mounts,
+            healthcheck,
+            hostname,
+            anonymous_volumes,
         };
-        let bytes =
-            serde_json::to_vec_pretty(&record).map_err(|e| invalid("record", e.to_string()))?;
-        write_atomic(&dir.join("container.json"), &bytes)?;
+        self.write_record(&record)?;
         rollback.dir = None;
         rollback.mount = None;
+        rollback.volumes.clear();
+        self.emit_container(&record, "create", &[]);
         Ok(record)
     }
 
+    /// Writes `container.json` atomically.
+    pub(crate) fn write_record(&self, record: &ContainerRecord) -> Result<()> {
+        let bytes =
+            serde_json::to_vec_pretty(record).map_err(|e| invalid("record", e.to_string()))?;
+        write_atomic(
+            &self.container_dir(&record.id).join("container.json"),
+            &bytes,
+        )
+    }
+
     /// Mounts the overlay again if it is not mounted (a restart after an exit).
-    fn ensure_mounted(&self, c: &ContainerRecord) -> Result<()> {
+    pub(crate) fn ensure_mounted(&self, c: &ContainerRecord) -> Result<()> {
         let dir = self.container_dir(&c.id);
         let rootfs_dir = dir.join("rootfs");
         if is_mounted(&rootfs_dir) {
@@ -334,7 +502,8 @@ impl Engine {
     }
 
     /// Gets a container ready to start: not running, overlay mounted, no stale runtime state.
-    fn prepare_start(&self, c: &ContainerRecord) -> Result<()> {
+    /// The monitor calls it before every start (restarts included).
+    pub(crate) fn prepare_start(&self, c: &ContainerRecord) -> Result<()> {
         match self.state(c).0 {
             State::Running | State::Paused => {
                 return Err(EngineError::Conflict(format!(
@@ -342,7 +511,7 @@ impl Engine {
                     c.name
                 )));
             }
-            State::Created | State::Exited => {}
+            State::Created | State::Exited | State::Restarting => {}
         }
         if self.runtime_status(c).is_some() {
             runtime::delete(&self.runtime, &c.id, true)?;
@@ -352,22 +521,36 @@ impl Engine {
         Ok(())
     }
 
-    /// `capsa start` (and `run -d`): the monitor creates and starts the container and stays
-    /// with it; this returns once the payload runs.
-    pub fn start(&self, c: &ContainerRecord) -> Result<()> {
-        self.prepare_start(c)?;
-        let result = monitor::spawn(self, c);
+    /// `capsa start` (and `run -d`, `POST /containers/{id}/start`): the monitor (exec'd, see
+    /// `monitor`) creates and starts the container and stays with it; this returns once the
+    /// payload runs. `attach` are client connections served from the first byte of output.
+    pub fn start(&self, c: &ContainerRecord, attach: Vec<OwnedFd>) -> Result<StartOutcome> {
+        match self.state(c).0 {
+            State::Running | State::Paused | State::Restarting => {
+                return Ok(StartOutcome::AlreadyRunning);
+            }
+            State::Created | State::Exited => {}
+        }
+        if self.monitor_alive(c) {
+            // A monitor between two runs (its policy about to restart): that is running.
+            return Ok(StartOutcome::AlreadyRunning);
+        }
+        self.mark_stopped(c, false);
+        let _ = std::fs::remove_file(self.container_dir(&c.id).join("run.json"));
+        let result = monitor::spawn(self, c, attach);
         if result.is_err() {
             let _ = unmount(&self.rootfs_dir(c));
-            if c.auto_remove {
-                let _ = self.remove_files(c);
+            if c.auto_remove && self.remove_files(c).is_ok() {
+                self.remove_anonymous_volumes(c);
+                self.emit_container(c, "destroy", &[]);
             }
         }
-        result
+        result.map(|()| StartOutcome::Started)
     }
 
     /// `capsa run` in the foreground: create and start in this process, forward signals, wait,
-    /// record the exit. Returns the payload's exit code.
+    /// record the exit. Returns the payload's exit code. Single-threaded callers only (the CLI):
+    /// the runtime forks here.
     pub fn run_foreground(&self, c: &ContainerRecord, interactive: bool) -> Result<i32> {
         self.prepare_start(c)?;
         if !interactive {
@@ -379,6 +562,7 @@ impl Engine {
             bundle: self.container_dir(&c.id),
             ..CreateOptions::default()
         };
+        self.emit_container(c, "start", &[]);
         let result = runtime::run(&self.runtime, &options, false);
         if let Ok(code) = &result {
             self.write_exit(
@@ -387,12 +571,16 @@ impl Engine {
                     code: *code,
                     started,
                     finished: now_rfc3339(),
+                    error: None,
                 },
             )?;
+            self.emit_container(c, "die", &[("exitCode", code.to_string())]);
         }
         let _ = unmount(&self.rootfs_dir(c));
         if c.auto_remove {
             self.remove_files(c)?;
+            self.remove_anonymous_volumes(c);
+            self.emit_container(c, "destroy", &[]);
         }
         Ok(result?)
     }
@@ -409,7 +597,7 @@ impl Engine {
             if Instant::now() > deadline {
                 return false;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -423,41 +611,86 @@ impl Engine {
         }
     }
 
+    /// How long `stop` waits by default: `--stop-timeout`, else 10 s.
+    pub fn stop_timeout(&self, c: &ContainerRecord) -> Duration {
+        Duration::from_secs(c.options.stop_timeout.filter(|t| *t >= 0).unwrap_or(10) as u64)
+    }
+
     /// `capsa stop`: `signal` (default: [`Engine::stop_signal`]) to the payload, SIGKILL to
-    /// everything after `timeout`.
-    pub fn stop(&self, c: &ContainerRecord, timeout: Duration, signal: Option<i32>) -> Result<()> {
+    /// everything after `timeout` (default: [`Engine::stop_timeout`]). Its restart policy does
+    /// not restart it.
+    pub fn stop(
+        &self,
+        c: &ContainerRecord,
+        timeout: Option<Duration>,
+        signal: Option<i32>,
+    ) -> Result<StopOutcome> {
         let signal = match signal {
             Some(s) => s,
             None => self.stop_signal(c)?,
         };
-        match self.state(c).0 {
-            State::Running => {}
-            State::Paused => runtime::resume(&self.runtime, &c.id)?,
-            State::Created | State::Exited => return Ok(()),
+        let timeout = timeout.unwrap_or_else(|| self.stop_timeout(c));
+        let state = self.state(c).0;
+        if matches!(state, State::Restarting | State::Exited | State::Created) {
+            // A monitor in its back-off is told not to start it again.
+            if self.monitor_alive(c) {
+                self.mark_stopped(c, true);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while self.monitor_alive(c) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                self.emit_container(c, "stop", &[]);
+                return Ok(StopOutcome::Stopped);
+            }
+            return Ok(StopOutcome::NotRunning);
         }
+        self.mark_stopped(c, true);
+        if state == State::Paused {
+            runtime::resume(&self.runtime, &c.id)?;
+        }
+        self.emit_container(c, "kill", &[("signal", signal.to_string())]);
         runtime::kill(&self.runtime, &c.id, signal, false)?;
-        if self.wait_gone(c, timeout) {
-            return Ok(());
+        if !self.wait_gone(c, timeout) {
+            self.emit_container(c, "kill", &[("signal", libc::SIGKILL.to_string())]);
+            let _ = runtime::kill(&self.runtime, &c.id, libc::SIGKILL, true);
+            if !self.wait_gone(c, Duration::from_secs(10)) {
+                return Err(EngineError::Conflict(format!(
+                    "container {} did not exit after SIGKILL",
+                    c.name
+                )));
+            }
         }
-        let _ = runtime::kill(&self.runtime, &c.id, libc::SIGKILL, true);
-        if !self.wait_gone(c, Duration::from_secs(10)) {
-            return Err(EngineError::Conflict(format!(
-                "container {} did not exit after SIGKILL",
-                c.name
-            )));
+        // The monitor records the exit just after the runtime container goes: wait for it, so
+        // that `stop` returning means `inspect` shows the exit.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.monitor_alive(c) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
+        self.emit_container(c, "stop", &[]);
+        Ok(StopOutcome::Stopped)
+    }
+
+    /// `capsa restart`: stop (if running), then start.
+    pub fn restart(&self, c: &ContainerRecord, timeout: Option<Duration>) -> Result<()> {
+        self.stop(c, timeout, None)?;
+        self.start(c, Vec::new())?;
+        self.emit_container(c, "restart", &[]);
         Ok(())
     }
 
-    /// `capsa kill`: a signal to the payload.
+    /// `capsa kill`: a signal to the payload (its restart policy then does not restart it, as
+    /// Docker's).
     pub fn kill(&self, c: &ContainerRecord, signal: i32) -> Result<()> {
         match self.state(c).0 {
             State::Running | State::Paused => {
+                self.mark_stopped(c, true);
+                self.emit_container(c, "kill", &[("signal", signal.to_string())]);
                 Ok(runtime::kill(&self.runtime, &c.id, signal, false)?)
             }
             s => Err(EngineError::Conflict(format!(
-                "container {} is {}, not running",
+                "Cannot kill container: {}: container {} is not running ({})",
                 c.name,
+                c.id,
                 s.as_str()
             ))),
         }
@@ -465,63 +698,179 @@ impl Engine {
 
     /// `capsa pause`.
     pub fn pause(&self, c: &ContainerRecord) -> Result<()> {
-        Ok(runtime::pause(&self.runtime, &c.id)?)
+        match self.state(c).0 {
+            State::Running => {}
+            State::Paused => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is already paused",
+                    c.id
+                )));
+            }
+            _ => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is not running",
+                    c.id
+                )));
+            }
+        }
+        runtime::pause(&self.runtime, &c.id)?;
+        self.emit_container(c, "pause", &[]);
+        Ok(())
     }
 
     /// `capsa unpause`.
     pub fn unpause(&self, c: &ContainerRecord) -> Result<()> {
-        Ok(runtime::resume(&self.runtime, &c.id)?)
+        if self.state(c).0 != State::Paused {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not paused",
+                c.id
+            )));
+        }
+        runtime::resume(&self.runtime, &c.id)?;
+        self.emit_container(c, "unpause", &[]);
+        Ok(())
     }
 
-    /// `capsa rm [-f]`: a running container needs `force` (then it is killed first).
-    pub fn remove(&self, c: &ContainerRecord, force: bool) -> Result<()> {
+    /// `capsa rm [-f] [-v]`: a running container needs `force` (then it is killed first);
+    /// `volumes` also removes its anonymous volumes.
+    pub fn remove(&self, c: &ContainerRecord, force: bool, volumes: bool) -> Result<()> {
         match self.state(c).0 {
-            State::Running | State::Paused if !force => {
+            State::Running | State::Paused | State::Restarting if !force => {
                 return Err(EngineError::Conflict(format!(
-                    "container {} is running: stop it first or use rm -f",
-                    c.name
+                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                    c.id
                 )));
             }
-            State::Running | State::Paused => {
+            State::Running | State::Paused | State::Restarting => {
+                self.mark_stopped(c, true);
                 let _ = runtime::kill(&self.runtime, &c.id, libc::SIGKILL, true);
                 self.wait_gone(c, Duration::from_secs(5));
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while self.monitor_alive(c) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
             State::Created | State::Exited => {}
         }
         if self.runtime_status(c).is_some() {
             runtime::delete(&self.runtime, &c.id, true)?;
         }
-        self.remove_files(c)
+        if !self.container_dir(&c.id).exists() {
+            // Its monitor removed it meanwhile (`--rm`).
+            return Ok(());
+        }
+        self.remove_files(c)?;
+        if volumes {
+            self.remove_anonymous_volumes(c);
+        }
+        self.emit_container(c, "destroy", &[]);
+        Ok(())
+    }
+
+    /// Removes the volumes made for `c` alone (best effort: one another container took is kept).
+    pub(crate) fn remove_anonymous_volumes(&self, c: &ContainerRecord) {
+        for v in &c.anonymous_volumes {
+            let _ = self.volume_remove(v, true);
+        }
     }
 
     /// Unmounts and deletes the container's directory.
     pub(crate) fn remove_files(&self, c: &ContainerRecord) -> Result<()> {
         let dir = self.container_dir(&c.id);
         unmount(&dir.join("rootfs"))?;
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).io("remove", dir),
+        self.remove_exec_records(&c.id);
+        // Renamed away first: a crash mid-removal leaves no half container listed.
+        let doomed = self.containers_dir().join(format!(".removing-{}", c.id));
+        match std::fs::rename(&dir, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).io("rename", dir),
+        }
+        match std::fs::remove_dir_all(&doomed) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).io("remove", doomed),
             _ => Ok(()),
         }
     }
 
     /// `capsa wait`: blocks until the container exits; returns its exit code.
     pub fn wait(&self, c: &ContainerRecord) -> Result<i32> {
+        self.wait_for(c, WaitCondition::NotRunning, &|| false)
+    }
+
+    /// Waits for `condition` (Docker's `/wait`), following the event log (no polling);
+    /// `cancelled` is asked about twice a second (a client that went away). Returns the exit
+    /// code of the exit waited for.
+    pub fn wait_for(
+        &self,
+        c: &ContainerRecord,
+        condition: WaitCondition,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<i32> {
+        // Events from now on; the state is looked at after the reader exists, so an exit
+        // between the two is seen either way.
+        let mut events = self.event_reader(None)?;
+        let exit_code = || self.exit_record(c).map_or(0, |e| e.code);
+        let gone = || !self.container_dir(&c.id).join("container.json").exists();
+        let not_running =
+            |engine: &Engine| !matches!(engine.state(c).0, State::Running | State::Paused);
+        match condition {
+            WaitCondition::NotRunning if gone() => {
+                return Err(EngineError::NoSuchContainer(c.id.clone()));
+            }
+            WaitCondition::NotRunning if not_running(self) && !self.monitor_alive(c) => {
+                return Ok(exit_code());
+            }
+            WaitCondition::Removed if gone() => return Ok(0),
+            _ => {}
+        }
+        let mut last = None;
         loop {
-            let (state, _) = self.state(c);
-            if state == State::Exited
-                && let Some(exit) = self.exit_record(c)
-            {
-                return Ok(exit.code);
+            if cancelled() {
+                return Err(EngineError::Conflict("wait cancelled".into()));
             }
-            if !self.container_dir(&c.id).exists() {
-                return Err(EngineError::NoSuchContainer(c.name.clone()));
+            match events.next(Some(Duration::from_millis(500)))? {
+                Some(e) if e.kind == "container" && e.actor.id == c.id => match e.action.as_str() {
+                    "die" => {
+                        let code = e
+                            .actor
+                            .attributes
+                            .get("exitCode")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        if condition != WaitCondition::Removed {
+                            return Ok(code);
+                        }
+                        last = Some(code);
+                    }
+                    "destroy" if condition == WaitCondition::Removed => {
+                        return Ok(last.unwrap_or(0));
+                    }
+                    _ => {}
+                },
+                Some(_) => {}
+                None => {
+                    // A safety net for an event that was never written (a monitor killed).
+                    if condition == WaitCondition::Removed && gone() {
+                        return Ok(last.unwrap_or(0));
+                    }
+                    if condition == WaitCondition::NotRunning
+                        && !gone()
+                        && not_running(self)
+                        && !self.monitor_alive(c)
+                    {
+                        return Ok(exit_code());
+                    }
+                    if condition != WaitCondition::Removed && gone() {
+                        return Ok(last.unwrap_or(0));
+                    }
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// `capsa exec`: a new process in the running container. Returns its exit code (0 with
-    /// `detach`).
+    /// `detach`). The runtime forks here: single-threaded callers only (the CLI, the exec
+    /// helper the daemon spawns).
     pub fn exec(&self, c: &ContainerRecord, req: &ExecRequest) -> Result<i32> {
         if self.state(c).0 != State::Running {
             return Err(EngineError::Conflict(format!(
@@ -529,8 +878,13 @@ impl Engine {
                 c.name
             )));
         }
+        let mut env = req.env.clone();
+        if req.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            // Docker's: a terminal gets a TERM.
+            env.insert(0, "TERM=xterm".to_owned());
+        }
         let checked = spec::check(&RunOptions {
-            env: req.env.clone(),
+            env,
             ..RunOptions::default()
         })?;
         let user = match &req.user {
@@ -561,11 +915,102 @@ impl Engine {
                 id: c.id.clone(),
                 process: ProcessSource::Flags(flags),
                 detach: req.detach,
-                pid_file: None,
-                console_socket: None,
+                pid_file: req.pid_file.clone(),
+                console_socket: req.console_socket.clone(),
                 preserve_fds: 0,
             },
         )?)
+    }
+
+    /// `capsa rename`: a new unique name.
+    pub fn rename(&self, c: &ContainerRecord, new_name: &str) -> Result<()> {
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+        validate_name(new_name)?;
+        if new_name == c.name {
+            return Err(EngineError::Conflict(format!(
+                "Renaming a container with the same name as its current name"
+            )));
+        }
+        let _lock = self.records_lock()?;
+        if let Some(other) = self.containers()?.iter().find(|o| o.name == new_name) {
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        let mut record = self.container(&c.id)?;
+        let old = std::mem::replace(&mut record.name, new_name.to_owned());
+        self.write_record(&record)?;
+        self.emit_container(&record, "rename", &[("oldName", format!("/{old}"))]);
+        Ok(())
+    }
+
+    /// `capsa update`: new limits for a container (applied at once when it runs) and a new
+    /// restart policy.
+    pub fn update(&self, c: &ContainerRecord, update: &UpdateOptions) -> Result<()> {
+        let _lock = self.records_lock()?;
+        let mut record = self.container(&c.id)?;
+        let r = &update.resources;
+        let mut options = record.options.clone();
+        macro_rules! set {
+            ($($f:ident),*) => { $( if r.$f.is_some() { options.resources.$f = r.$f.clone(); } )* };
+        }
+        set!(
+            memory,
+            memory_swap,
+            memory_reservation,
+            cpus,
+            cpu_shares,
+            cpu_quota,
+            cpu_period,
+            cpuset_cpus,
+            cpuset_mems,
+            pids_limit,
+            blkio_weight
+        );
+        if let Some(p) = &update.restart {
+            options.restart = p.clone();
+        }
+        spec::check(&options)?;
+        // The spec the next start uses.
+        let dir = self.container_dir(&c.id);
+        let mut config: Value = read_json(&dir.join("config.json"))?;
+        let resources = spec::resources_json(&options.resources);
+        if let Some(obj) = resources.as_object() {
+            for (k, v) in obj {
+                config["linux"]["resources"][k] = v.clone();
+            }
+        }
+        let bytes =
+            serde_json::to_vec_pretty(&config).map_err(|e| invalid("spec", e.to_string()))?;
+        if matches!(self.state(c).0, State::Running | State::Paused) {
+            let parsed: oci_spec::runtime::LinuxResources =
+                serde_json::from_value(config["linux"]["resources"].clone())
+                    .map_err(|e| invalid("resources", e.to_string()))?;
+            runtime::update(&self.runtime, &c.id, &parsed)?;
+        }
+        write_atomic(&dir.join("config.json"), &bytes)?;
+        record.options = options;
+        self.write_record(&record)?;
+        self.emit_container(&record, "update", &[]);
+        Ok(())
+    }
+
+    /// Serialises changes to container records that must see each other (names).
+    fn records_lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>> {
+        let path = self.root.join("containers.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .io("open", &path)?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            EngineError::Sys {
+                what: format!("flock {}", path.display()),
+                errno: e,
+            }
+        })
     }
 
     /// `capsa commit`: the container's layer (without the init layer's files; deletions as
@@ -619,54 +1064,6 @@ impl Engine {
             .find(|c| c.image_id == id)
             .map(|c| c.name))
     }
-
-    /// The container's `container.json` and `config.json` for `inspect`.
-    pub fn inspect_json(&self, c: &ContainerRecord) -> Result<Value> {
-        let (state, pid) = self.state(c);
-        let exit = self.exit_record(c).unwrap_or_default();
-        let dir = self.container_dir(&c.id);
-        let spec: Value = read_json(&dir.join("config.json"))?;
-        let layers: Vec<String> = self
-            .store
-            .layer_dirs(&c.image_id)
-            .unwrap_or_default()
-            .iter()
-            .rev()
-            .map(|p| p.display().to_string())
-            .collect();
-        Ok(json!({
-            "Id": c.id,
-            "Name": format!("/{}", c.name),
-            "Created": c.created,
-            "Path": c.args.first(),
-            "Args": c.args.get(1..).unwrap_or_default(),
-            "State": {
-                "Status": state.as_str(),
-                "Running": state == State::Running,
-                "Paused": state == State::Paused,
-                "Pid": pid,
-                "ExitCode": exit.code,
-                "StartedAt": exit.started,
-                "FinishedAt": exit.finished,
-            },
-            "Image": c.image_id,
-            "ImageName": c.image,
-            "LogPath": self.log_path(c),
-            "HostConfig": { "AutoRemove": c.auto_remove, "CgroupParent": c.cgroup },
-            "GraphDriver": {
-                "Name": "overlay",
-                "Data": {
-                    "LowerDir": std::iter::once(dir.join("init").display().to_string()).chain(layers).collect::<Vec<_>>().join(":"),
-                    "UpperDir": dir.join("upper"),
-                    "WorkDir": dir.join("work"),
-                    "MergedDir": dir.join("rootfs"),
-                }
-            },
-            "Config": inspect_config(c, &spec),
-            "Wasm": c.wasm,
-            "Spec": spec,
-        }))
-    }
 }
 
 /// The container's config in image-config terms: the image's with the flags of `options`
@@ -686,11 +1083,8 @@ fn container_config(
     spec::merge_env(&mut env, flag_env);
     config.insert("Env".into(), json!(env));
     if let Some(e) = &options.entrypoint {
-        let entrypoint = if e.is_empty() {
-            Value::Null
-        } else {
-            json!([e])
-        };
+        let clears = e.is_empty() || (e.len() == 1 && e[0].is_empty());
+        let entrypoint = if clears { Value::Null } else { json!(e) };
         config.insert("Entrypoint".into(), entrypoint);
         config.insert("Cmd".into(), Value::Null);
     }
@@ -706,23 +1100,34 @@ fn container_config(
     if let Some(s) = &options.stop_signal {
         config.insert("StopSignal".into(), json!(s));
     }
-    Value::Object(config)
-}
-
-/// `inspect`'s `Config`, as Docker shows a container's: its config in image terms (Entrypoint
-/// and Cmd apart, Labels, Volumes, ...) plus what only the container has (Hostname, Tty, Image,
-/// the whole environment it runs with).
-fn inspect_config(c: &ContainerRecord, spec: &Value) -> Value {
-    let mut config = match &c.config {
-        Value::Object(m) => m.clone(),
-        // A record from before the config was kept: the command line as Cmd.
-        _ => serde_json::Map::from_iter([("Cmd".to_owned(), json!(spec["process"]["args"]))]),
-    };
-    config.insert("Hostname".into(), spec["hostname"].clone());
-    config.insert("Env".into(), spec["process"]["env"].clone());
-    config.insert("WorkingDir".into(), spec["process"]["cwd"].clone());
-    config.insert("Tty".into(), json!(c.tty));
-    config.insert("Image".into(), json!(c.image));
+    if let Some(t) = options.stop_timeout {
+        config.insert("StopTimeout".into(), json!(t));
+    }
+    if !options.labels.is_empty() {
+        let mut labels = config
+            .get("Labels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in &options.labels {
+            labels.insert(k.clone(), json!(v));
+        }
+        config.insert("Labels".into(), Value::Object(labels));
+    }
+    if !options.exposed_ports.is_empty() {
+        let mut ports = config
+            .get("ExposedPorts")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for p in &options.exposed_ports {
+            ports.insert(p.clone(), json!({}));
+        }
+        config.insert("ExposedPorts".into(), Value::Object(ports));
+    }
+    if let Some(h) = &options.healthcheck {
+        config.insert("Healthcheck".into(), json!(h));
+    }
     Value::Object(config)
 }
 

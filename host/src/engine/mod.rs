@@ -21,24 +21,44 @@
 //! paused (as the runtime derives it from the init's pid); without one, an `exit.json` means
 //! exited, and neither means created.
 
+pub mod api;
+pub mod archive;
+pub mod attach;
 mod container;
 mod diff;
 mod error;
+pub mod events;
+mod exec_records;
+mod images;
+pub use images::{ImageDeleteReport, SaveFormat};
 mod lifecycle;
 mod logs;
-mod monitor;
-mod spec;
+pub mod monitor;
+mod named_volumes;
+mod reconcile;
+pub mod spec;
 mod usage;
 mod user;
 mod volumes;
 mod wasm;
 
-pub use container::{ContainerRecord, ExitRecord, State};
+pub use container::{ContainerRecord, ExitRecord, MountPoint, State};
 pub use diff::{Change, ChangeKind};
 pub use error::{EngineError, Result};
-pub use lifecycle::{CommitOptions, ExecRequest};
-pub use logs::LogLine;
-pub use spec::{Network, RunOptions, parse_bytes};
+pub use events::{Event, EventFilter, EventReader};
+pub use exec_records::{ExecConfig, ExecRecord, exec_inspect_json};
+pub use lifecycle::{
+    CommitOptions, ExecRequest, StartOutcome, StopOutcome, UpdateOptions, WaitCondition,
+};
+pub use logs::{LogLine, LogOptions, parse_time};
+pub use monitor::{Health, RunState};
+pub use named_volumes::{VolumeOptions, VolumeRecord};
+pub use reconcile::ReconcileReport;
+pub use spec::{
+    Healthcheck, MountSpec, Network, Resources, RestartPolicy, RunOptions, Ulimit, parse_bytes,
+    parse_duration, resolve_env,
+};
+pub use usage::Sample;
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +75,8 @@ pub const DEFAULT_STATE: &str = "/run/capsa";
 pub struct Engine {
     store: Store,
     root: PathBuf,
+    /// The state dir (`--state`): the runtime's records, the event log, attach sockets.
+    state: PathBuf,
     runtime: StateRoot,
 }
 
@@ -69,6 +91,7 @@ impl Engine {
         Ok(Engine {
             store,
             root,
+            state: state.to_owned(),
             runtime,
         })
     }
@@ -76,6 +99,16 @@ impl Engine {
     /// The image store, for the image verbs.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The store root (`--root`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The state dir (`--state`).
+    pub fn state_dir(&self) -> &Path {
+        &self.state
     }
 
     /// The runtime's state root (containers run through the same library as capsa-runtime).

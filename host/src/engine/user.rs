@@ -37,6 +37,24 @@ fn read_in_root(rootfs: &Path, name: &str) -> Result<String> {
     }
 }
 
+/// A group name or gid (`--group-add`) looked up in the rootfs's `/etc/group`.
+pub fn resolve_group(rootfs: &Path, group: &str) -> Result<u32> {
+    if let Ok(g) = group.parse::<u32>() {
+        return Ok(g);
+    }
+    read_in_root(rootfs, "etc/group")?
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[0] == group)
+        .and_then(|f| f[2].parse().ok())
+        .ok_or_else(|| {
+            invalid(
+                format!("group {group:?}"),
+                "no such group in the container's /etc/group",
+            )
+        })
+}
+
 /// Resolves `spec` (`""`, `name`, `uid`, `name:group`, `uid:gid`) against the rootfs.
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<Identity> {
     let spec = if spec.is_empty() { "0" } else { spec };

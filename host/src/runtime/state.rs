@@ -223,6 +223,12 @@ impl StateRoot {
         Ok((dir, record))
     }
 
+    /// Reads one container's record without locking (a reader that only looks).
+    pub fn record(&self, id: &str) -> Option<Record> {
+        validate_id(id).ok()?;
+        read_record(&self.dir.join(id).join("state.json")).ok()
+    }
+
     /// Reads every container's record without locking (for `list`); unreadable entries, such as a
     /// container still being created, are skipped.
     pub fn list(&self) -> Result<Vec<Record>> {

@@ -13,6 +13,12 @@ use crate::error::{Context, Result};
 /// A handle on a live process.
 pub struct PidFd(OwnedFd);
 
+impl std::os::fd::AsFd for PidFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
+}
+
 impl PidFd {
     /// Opens a handle on `pid`; fails with ESRCH if it no longer exists.
     pub fn open(pid: i32) -> Result<Self> {

@@ -22,3 +22,16 @@ pub fn start_time(pid: i32) -> Option<u64> {
 pub fn is_same_live_process(pid: i32, start_time: u64) -> bool {
     pid > 0 && matches!(start_time_and_zombie(pid), Some((t, false)) if t == start_time)
 }
+
+/// How many threads this process has (`Threads:` of /proc/self/status; 1 when unreadable). A
+/// caller with more than one must not fork.
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(1)
+}

@@ -153,6 +153,14 @@ fn open_verified(path: &Path, kind: Kind) -> std::result::Result<OwnedFd, String
 /// a pipe.
 fn compile_in_child(engine: &Engine, program: &WasmProgram, path: &Path) -> Result<()> {
     let step = || format!("compile wasm program {}", program.path.display());
+    // A multi-threaded caller (the daemon) must not fork: it compiles in this process, where
+    // Cranelift's threads and memory are no harm.
+    if crate::sys::proc::thread_count() > 1 {
+        return compile_and_store(engine, program, path).map_err(|message| Error::Step {
+            step: step(),
+            message,
+        });
+    }
     let (read_end, write_end) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).with(|| "pipe2".to_string())?;
     // SAFETY: capsa-runtime is single-threaded on this path (no threads are ever started).
     match unsafe { fork_with(0, None)? } {

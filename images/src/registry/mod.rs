@@ -50,6 +50,26 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// A PEM CA bundle per registry (`host[:port]` → file), trusted besides the system's.
     pub ca_files: HashMap<String, PathBuf>,
+    /// Credentials for this one operation (the daemon's `X-Registry-Auth`), used instead of
+    /// the stored ones.
+    pub auth: Option<Auth>,
+}
+
+/// A user name and password given for one operation; `Debug` does not show the password.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Auth {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Auth {{ username: {:?}, password: <hidden> }}",
+            self.username
+        )
+    }
 }
 
 /// Checks `username`/`password` against `registry` (its `/v2/` endpoint, through the token
@@ -61,6 +81,30 @@ pub fn login(
     password: &str,
     options: &RegistryOptions,
 ) -> Result<()> {
+    let (registry, credentials) = check(registry, username, password, options)?;
+    let _lock = store.lock()?;
+    credentials::update(store, &registry, Some(&credentials))?;
+    Ok(())
+}
+
+/// Checks `username`/`password` against `registry` as [`login`] does, keeping nothing (the
+/// daemon's `POST /auth`: the client keeps the credentials).
+pub fn check_login(
+    registry: &str,
+    username: &str,
+    password: &str,
+    options: &RegistryOptions,
+) -> Result<()> {
+    check(registry, username, password, options).map(|_| ())
+}
+
+/// The login check: the normalised registry and the accepted credentials.
+fn check(
+    registry: &str,
+    username: &str,
+    password: &str,
+    options: &RegistryOptions,
+) -> Result<(String, Credentials)> {
     let registry = normalise_registry(registry)?;
     let credentials = Credentials {
         username: username.to_owned(),
@@ -93,9 +137,7 @@ pub fn login(
         let status = response.status().as_u16();
         return Err(refused(format!("GET /v2/ answered HTTP {status}")));
     }
-    let _lock = store.lock()?;
-    credentials::update(store, &registry, Some(&credentials))?;
-    Ok(())
+    Ok((registry, credentials))
 }
 
 /// Forgets the stored credentials for `registry`; returns whether there were any.

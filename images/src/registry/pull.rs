@@ -83,7 +83,13 @@ pub fn pull(
     options: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<PullReport> {
-    let credentials = credentials::lookup(store, reference.registry())?;
+    let credentials = match &options.registry.auth {
+        Some(auth) => Some(credentials::Credentials {
+            username: auth.username.clone(),
+            password: auth.password.clone(),
+        }),
+        None => credentials::lookup(store, reference.registry())?,
+    };
     let client = Client::new(
         reference.registry(),
         reference.repository(),

@@ -66,7 +66,13 @@ pub fn push(
 ) -> Result<PushReport> {
     let info = store.inspect(source)?;
     let manifest_bytes = store.read_blob(&info.manifest_digest)?;
-    let credentials = credentials::lookup(store, dest.registry())?;
+    let credentials = match &options.registry.auth {
+        Some(auth) => Some(credentials::Credentials {
+            username: auth.username.clone(),
+            password: auth.password.clone(),
+        }),
+        None => credentials::lookup(store, dest.registry())?,
+    };
     let mut scopes = vec![format!("repository:{}:pull,push", dest.repository())];
     scopes.extend(
         options

@@ -1,21 +1,28 @@
 //! capsa: the container engine CLI, with Docker's verbs and flags where they apply. A thin
-//! client of `capsa_host::engine` (containers) and `capsa_images` (images). It never starts a
-//! thread: the monitor of a detached container is forked from it.
+//! client: without `-H` it calls the engine library in this process (no daemon, no thread: the
+//! runtime forks from it); with `-H`/`CAPSA_HOST` it speaks Docker's Engine API to a daemon.
+//! Either way the commands print from the same values (`backend`).
 
+mod backend;
+mod flags;
 mod format;
+mod remote;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use capsa_host::engine::api::filters::Filters;
 use capsa_host::engine::{
-    CommitOptions, ContainerRecord, Engine, ExecRequest, Network, RunOptions, State, parse_bytes,
+    CommitOptions, Engine, ExecRequest, LogOptions, SaveFormat, UpdateOptions, VolumeOptions,
+    parse_bytes, parse_time,
 };
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
+use backend::{Backend, Local, RegistryFlags};
+use flags::{CreateArgs, run_options};
 use format::Output;
 
 #[derive(Parser)]
@@ -31,83 +38,24 @@ struct Cli {
     /// Runtime state, cleared by a reboot [env: CAPSA_STATE; default: /run/capsa].
     #[arg(long, global = true)]
     state: Option<PathBuf>,
+    /// A daemon to talk to instead of the local store: unix:///path or tcp://host:port
+    /// [env: CAPSA_HOST].
+    #[arg(short = 'H', long, global = true)]
+    host: Option<String>,
+    /// Use TLS and verify the daemon's certificate (with --tlscacert).
+    #[arg(long, global = true)]
+    tlsverify: bool,
+    /// The CA that signed the daemon's certificate.
+    #[arg(long, global = true)]
+    tlscacert: Option<PathBuf>,
+    /// This client's certificate.
+    #[arg(long, global = true)]
+    tlscert: Option<PathBuf>,
+    /// This client's key.
+    #[arg(long, global = true)]
+    tlskey: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Args, Clone)]
-struct CreateArgs {
-    /// Remove the container when it exits.
-    #[arg(long)]
-    rm: bool,
-    /// Keep stdin open.
-    #[arg(short, long)]
-    interactive: bool,
-    /// Allocate a terminal.
-    #[arg(short, long)]
-    tty: bool,
-    /// The container's name.
-    #[arg(long)]
-    name: Option<String>,
-    /// Set an environment variable (KEY=VALUE, or KEY to pass the caller's).
-    #[arg(short, long = "env")]
-    env: Vec<String>,
-    /// Read environment variables from a file.
-    #[arg(long = "env-file")]
-    env_file: Vec<PathBuf>,
-    /// The working directory in the container.
-    #[arg(short, long)]
-    workdir: Option<String>,
-    /// USER[:GROUP], names or ids.
-    #[arg(short, long)]
-    user: Option<String>,
-    /// The container's hostname.
-    #[arg(long)]
-    hostname: Option<String>,
-    /// Replace the image's entrypoint ("" clears it).
-    #[arg(long)]
-    entrypoint: Option<String>,
-    /// Bind mount SRC:DST[:ro].
-    #[arg(short, long = "volume")]
-    volume: Vec<String>,
-    /// Mount a tmpfs: DST[:OPTIONS].
-    #[arg(long)]
-    tmpfs: Vec<String>,
-    /// Mount the root filesystem read-only.
-    #[arg(long = "read-only")]
-    read_only: bool,
-    /// Memory limit (e.g. 64m).
-    #[arg(short, long)]
-    memory: Option<String>,
-    /// CPU limit (e.g. 0.5).
-    #[arg(long)]
-    cpus: Option<f64>,
-    /// Maximum number of processes.
-    #[arg(long = "pids-limit")]
-    pids_limit: Option<i64>,
-    /// none (loopback only) or host.
-    #[arg(long, default_value = "none")]
-    network: String,
-    /// The parent cgroup of the container's cgroup (default /capsa).
-    #[arg(long = "cgroup-parent")]
-    cgroup_parent: Option<String>,
-    /// The signal `stop` sends first (default: the image's StopSignal, else SIGTERM).
-    #[arg(long = "stop-signal")]
-    stop_signal: Option<String>,
-    /// Pull the image first: missing (when it is not in the store), always or never.
-    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
-    pull: String,
-    /// The platform to pull (os/arch[/variant]) when the image is pulled.
-    #[arg(long)]
-    platform: Option<String>,
-    /// No pull progress.
-    #[arg(short, long)]
-    quiet: bool,
-    /// The image.
-    image: String,
-    /// The command and its arguments (replace the image's Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -131,11 +79,58 @@ enum ImageCommand {
     Tag { source: String, target: String },
 }
 
+#[derive(Subcommand)]
+enum VolumeCommand {
+    /// Create a volume (a random name when none is given).
+    Create {
+        name: Option<String>,
+        /// The driver (only local).
+        #[arg(short, long, default_value = "local")]
+        driver: String,
+        #[arg(long = "label")]
+        label: Vec<String>,
+        /// Driver options (the local driver takes none here).
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
+    },
+    /// List volumes.
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show volumes as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses one).
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove unused anonymous volumes (-a: every unused volume).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
 #[derive(Args)]
 struct ImagesArgs {
     /// Only ids.
     #[arg(short, long)]
     quiet: bool,
+    /// Filters: dangling=true, reference=PATTERN, label=KEY[=VALUE], before=, since=.
+    #[arg(short, long)]
+    filter: Vec<String>,
     /// json, or a template like '{{.Repository}}:{{.Tag}}'.
     #[arg(long)]
     format: Option<String>,
@@ -163,8 +158,9 @@ struct HistoryArgs {
 enum Command {
     /// Load images from a docker-save tarball, an OCI archive or an OCI layout directory.
     Load {
+        /// The file (default: stdin).
         #[arg(short, long)]
-        input: PathBuf,
+        input: Option<PathBuf>,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -238,6 +234,9 @@ enum Command {
     /// Image commands.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Volume commands.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Show an image's history.
     History(HistoryArgs),
     /// Name an image.
@@ -259,11 +258,11 @@ enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
-    /// Stop containers: SIGTERM, then SIGKILL after the timeout.
+    /// Stop containers: the stop signal, then SIGKILL after the timeout.
     Stop {
-        /// Seconds to wait before SIGKILL.
-        #[arg(short, long, default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).
+        #[arg(short, long)]
+        time: Option<u64>,
         /// The first signal (default: the container's stop signal, else SIGTERM).
         #[arg(short, long)]
         signal: Option<String>,
@@ -272,8 +271,8 @@ enum Command {
     },
     /// Stop and start containers.
     Restart {
-        #[arg(short, long, default_value_t = 10)]
-        time: u64,
+        #[arg(short, long)]
+        time: Option<u64>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -289,10 +288,28 @@ enum Command {
         /// Kill a running container first.
         #[arg(short, long)]
         force: bool,
-        /// Remove its anonymous volumes (accepted for Docker's sake: capsa's anonymous volumes
-        /// live in the container's directory and always go with it; there are no named ones).
+        /// Remove its anonymous volumes too.
         #[arg(short, long)]
         volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container.
+    Rename { container: String, new_name: String },
+    /// Change a container's limits or restart policy.
+    Update {
+        #[arg(short, long)]
+        memory: Option<String>,
+        #[arg(long = "memory-swap")]
+        memory_swap: Option<String>,
+        #[arg(long)]
+        cpus: Option<f64>,
+        #[arg(short = 'c', long = "cpu-shares")]
+        cpu_shares: Option<u64>,
+        #[arg(long = "pids-limit", allow_hyphen_values = true)]
+        pids_limit: Option<i64>,
+        #[arg(long)]
+        restart: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -302,6 +319,12 @@ enum Command {
         all: bool,
         #[arg(short, long)]
         quiet: bool,
+        /// Show sizes.
+        #[arg(short, long)]
+        size: bool,
+        /// Filters: status=, name=, label=, ancestor=, id=, exited=, health=, volume=.
+        #[arg(short, long)]
+        filter: Vec<String>,
         #[arg(long)]
         format: Option<String>,
     },
@@ -313,6 +336,12 @@ enum Command {
         tail: Option<String>,
         #[arg(short, long)]
         timestamps: bool,
+        /// Only lines since this time (RFC 3339, unix seconds, or a duration like 10m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines before this time.
+        #[arg(long)]
+        until: Option<String>,
         container: String,
     },
     /// Run a command in a running container.
@@ -371,6 +400,9 @@ enum Command {
     },
     /// A container's changes (A added, C changed, D deleted).
     Diff { container: String },
+    /// Copy files between a container and the host: `cp CONTAINER:PATH DEST` or
+    /// `cp SRC CONTAINER:DIR` (a tar stream with `-`).
+    Cp { source: String, destination: String },
     /// Make an image of a container's changes.
     Commit {
         /// The history entry's comment.
@@ -389,6 +421,25 @@ enum Command {
         container: String,
         reference: Option<String>,
     },
+    /// Events: container, image and volume changes as they happen.
+    Events {
+        /// Events since this time (RFC 3339, unix seconds, or a duration like 10m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Stop at this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Filters: type=, event=, container=, image=, label=, volume=.
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// `json`, or a template like '{{.Type}} {{.Action}}'.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// The engine's version.
+    Version,
+    /// The engine's state: containers, images, store, cgroups.
+    Info,
 }
 
 fn main() -> ExitCode {
@@ -402,96 +453,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// `run` and `create` pull the image as `docker run` does (`--pull missing|always|never`),
-/// with the progress on stderr so that stdout is the payload's (or the id with `-d`).
-fn ensure_image(engine: &Engine, a: &CreateArgs, options: &mut RunOptions) -> Result<()> {
-    let present = match engine.store().inspect(&a.image) {
-        Ok(_) => true,
-        Err(capsa_images::Error::ImageNotFound(_)) => false,
-        Err(e) => return Err(e.into()),
-    };
-    match (a.pull.as_str(), present) {
-        ("always", _) => {}
-        (_, true) => return Ok(()),
-        ("never", false) => bail!(
-            "no such image: {} (not in the store, and --pull=never)",
-            a.image
-        ),
-        _ => {
-            if !a.quiet {
-                eprintln!("Unable to find image '{}' locally", a.image);
-            }
-        }
-    }
-    let report = capsa_images::registry::pull_command(
-        engine.store(),
-        &a.image,
-        a.platform.as_deref(),
-        a.quiet,
-        &registry_options(&a.image, false),
-    )
-    .with_context(|| format!("pull {}", a.image))?;
-    // The download's threads are joined: the process is single-threaded again (it forks next).
-    if let Err(e) = engine.precompile_wasm(&report.id.to_string()) {
-        eprintln!(
-            "capsa: warning: image {}: its wasm module does not compile: {e}",
-            report.id
-        );
-    }
-    if !a.quiet {
-        eprintln!("Digest: {}", report.manifest);
-    }
-    // Docker's short names are stored fully qualified: run what was pulled, by id.
-    if engine.store().inspect(&a.image).is_err() {
-        options.image = report.id.to_string();
-    }
-    Ok(())
+/// The daemon to talk to, if any: `-H`, else `CAPSA_HOST`. (`DOCKER_HOST` is left to the
+/// docker CLI: it may name a dockerd, and capsa without a host means its own store.)
+fn daemon_host(cli: &Cli) -> Option<String> {
+    cli.host
+        .clone()
+        .or_else(|| std::env::var("CAPSA_HOST").ok())
+        .filter(|h| !h.is_empty())
 }
 
-fn run_options(a: &CreateArgs) -> Result<RunOptions> {
-    let network = match a.network.as_str() {
-        "none" => Network::None,
-        "host" => Network::Host,
-        other => bail!("--network {other:?}: only none and host are supported"),
+fn open_backend(cli: &Cli) -> Result<Box<dyn Backend>> {
+    if let Some(host) = daemon_host(cli) {
+        let tls = remote::TlsFiles {
+            verify: cli.tlsverify,
+            ca: cli.tlscacert.clone(),
+            cert: cli.tlscert.clone(),
+            key: cli.tlskey.clone(),
+        };
+        return remote::Remote::connect(&host, &tls);
+    }
+    let pick = |flag: &Option<PathBuf>, var: &str, default: &str| {
+        flag.clone()
+            .or_else(|| std::env::var_os(var).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(default))
     };
-    Ok(RunOptions {
-        image: a.image.clone(),
-        command: a.command.clone(),
-        name: a.name.clone(),
-        env: a.env.clone(),
-        env_files: a.env_file.clone(),
-        workdir: a.workdir.clone(),
-        user: a.user.clone(),
-        hostname: a.hostname.clone(),
-        entrypoint: a.entrypoint.clone(),
-        volumes: a.volume.clone(),
-        tmpfs: a.tmpfs.clone(),
-        read_only: a.read_only,
-        memory: a.memory.as_deref().map(parse_bytes).transpose()?,
-        cpus: a.cpus,
-        pids_limit: a.pids_limit,
-        network,
-        tty: a.tty,
-        interactive: a.interactive,
-        auto_remove: a.rm,
-        cgroup_parent: a.cgroup_parent.clone(),
-        stop_signal: a.stop_signal.clone(),
-    })
+    let root = pick(&cli.root, "CAPSA_ROOT", capsa_host::engine::DEFAULT_ROOT);
+    let state = pick(&cli.state, "CAPSA_STATE", capsa_host::engine::DEFAULT_STATE);
+    let engine = Engine::open(&root, &state)
+        .with_context(|| format!("open the store at {}", root.display()))?;
+    Ok(Box::new(Local { engine }))
 }
 
-/// Runs `f` on each named container; reports every failure, fails if any failed.
-fn each(
-    engine: &Engine,
-    names: &[String],
-    mut f: impl FnMut(&ContainerRecord) -> Result<()>,
-) -> Result<i32> {
+/// Runs `f` on each name; prints the name on success (as docker does), reports every failure.
+fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     let mut failed = false;
     for n in names {
-        let r = engine
-            .container(n)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| f(&c));
-        match r {
+        match f(n) {
             Ok(()) => println!("{n}"),
             Err(e) => {
                 eprintln!("capsa: {n}: {e:#}");
@@ -502,15 +499,48 @@ fn each(
     Ok(if failed { 1 } else { 0 })
 }
 
+/// `run` and `create` pull the image as `docker run` does (`--pull missing|always|never`),
+/// with the progress on stderr so that stdout is the payload's (or the id with `-d`).
+fn ensure_image(
+    b: &dyn Backend,
+    a: &CreateArgs,
+    options: &mut capsa_host::engine::RunOptions,
+) -> Result<()> {
+    let present = b.has_image(&a.image)?;
+    match (a.pull.as_str(), present) {
+        ("always", _) => {}
+        (_, true) => return Ok(()),
+        ("never", false) => bail!(
+            "No such image: {} (not in the store, and --pull=never)",
+            a.image
+        ),
+        _ => {
+            if !a.quiet {
+                eprintln!("Unable to find image '{}' locally", a.image);
+            }
+        }
+    }
+    let pulled = b.pull(
+        &a.image,
+        a.platform.as_deref(),
+        &RegistryFlags {
+            insecure: false,
+            quiet: a.quiet,
+        },
+    )?;
+    if !a.quiet {
+        eprintln!("Digest: {}", pulled.digest);
+    }
+    // Docker's short names are stored fully qualified: run what was pulled, by id.
+    if !b.has_image(&a.image)? {
+        options.image = pulled.id;
+    }
+    Ok(())
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
-    let pick = |flag: Option<PathBuf>, var: &str, default: &str| {
-        flag.or_else(|| std::env::var_os(var).map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(default))
-    };
-    let root = pick(cli.root, "CAPSA_ROOT", capsa_host::engine::DEFAULT_ROOT);
-    let state = pick(cli.state, "CAPSA_STATE", capsa_host::engine::DEFAULT_STATE);
-    let engine = Engine::open(&root, &state)
-        .with_context(|| format!("open the store at {}", root.display()))?;
+    let b = open_backend(&cli)?;
+    let b = b.as_ref();
     match cli.command {
         Command::Pull {
             reference,
@@ -518,31 +548,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
             insecure,
             quiet,
         } => {
-            let options = registry_options(&reference, insecure);
-            let report = capsa_images::registry::pull_command(
-                engine.store(),
+            let p = b.pull(
                 &reference,
                 platform.as_deref(),
-                quiet,
-                &options,
-            )
-            .with_context(|| format!("pull {reference}"))?;
-            // Threads of the download are joined: the process is single-threaded again.
-            if let Err(e) = engine.precompile_wasm(&report.id.to_string()) {
-                eprintln!(
-                    "capsa: warning: image {}: its wasm module does not compile: {e}",
-                    report.id
-                );
-            }
+                &RegistryFlags { insecure, quiet },
+            )?;
             if quiet {
-                println!("{}", report.id);
+                println!("{}", p.id);
             } else {
-                println!("Digest: {}", report.manifest);
+                println!("Digest: {}", p.digest);
                 println!(
-                    "Pulled {}: {} blobs fetched, {} already here",
-                    report.name.as_deref().unwrap_or(&reference),
-                    report.fetched.len(),
-                    report.reused.len()
+                    "Pulled {reference}: {} blobs fetched, {} already here",
+                    p.fetched, p.reused
                 );
             }
             Ok(0)
@@ -553,27 +570,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             insecure,
             quiet,
         } => {
-            let target = destination.clone().unwrap_or_else(|| image.clone());
-            let options = registry_options(&target, insecure);
-            let report = capsa_images::registry::push_command(
-                engine.store(),
+            b.push(
                 &image,
                 destination.as_deref(),
-                quiet,
-                &options,
-            )
-            .with_context(|| format!("push {image} to {target}"))?;
-            if !quiet {
-                println!(
-                    "Pushed {target}: {} blobs uploaded, {} mounted, {} already there",
-                    report.uploaded.len(),
-                    report.mounted.len(),
-                    report.existing.len()
-                );
-            }
-            if let Some(digest) = report.manifest {
-                println!("Digest: {digest}");
-            }
+                &RegistryFlags { insecure, quiet },
+            )?;
             Ok(0)
         }
         Command::Login {
@@ -594,20 +595,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 (None, false) => bail!("give the password with --password-stdin or -p"),
             };
-            let options = registry_options(&format!("{server}/x"), insecure);
-            capsa_images::registry::login_command(
-                engine.store(),
-                &server,
-                &username,
-                &password,
-                &options,
-            )
-            .with_context(|| format!("log in to {server}"))?;
+            b.login(&server, &username, &password, insecure)?;
             println!("Login Succeeded");
             Ok(0)
         }
         Command::Logout { server } => {
-            if capsa_images::registry::logout_command(engine.store(), &server)? {
+            if b.logout(&server)? {
                 println!("Removing login credentials for {server}");
                 Ok(0)
             } else {
@@ -616,24 +609,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
         }
         Command::Load { input, quiet } => {
-            let loaded = engine.store().load(&input)?;
-            for l in loaded {
-                // Wasm images are compiled now, ahead of their first container. A module that
-                // does not compile leaves the image loaded (as Docker would) with a warning.
-                if let Err(e) = engine.precompile_wasm(&l.id.to_string()) {
-                    eprintln!(
-                        "capsa: warning: image {}: its wasm module does not compile: {e}",
-                        l.id
-                    );
-                }
-                if quiet {
-                    continue;
-                }
-                if l.names.is_empty() {
-                    println!("Loaded image ID: {}", l.id);
-                }
-                for n in l.names {
-                    println!("Loaded image: {n}");
+            let names = match &input {
+                Some(p) => b.load(&mut std::io::empty(), Some(p))?,
+                None => b.load(&mut std::io::stdin().lock(), None)?,
+            };
+            if !quiet {
+                for n in names {
+                    if n.starts_with("sha256:") {
+                        println!("Loaded image ID: {n}");
+                    } else {
+                        println!("Loaded image: {n}");
+                    }
                 }
             }
             Ok(0)
@@ -642,115 +628,218 @@ fn dispatch(cli: Cli) -> Result<i32> {
             output,
             format,
             images,
-        } => save(&engine, output.as_deref(), &format, &images),
+        } => save(b, output.as_deref(), &format, &images),
         Command::Import {
             file,
             reference,
             message,
             change,
         } => {
-            let options = capsa_images::ImportOptions {
-                reference: reference
-                    .as_deref()
-                    .map(capsa_images::Reference::parse)
-                    .transpose()?,
-                comment: message,
-                changes: change,
-                ..Default::default()
-            };
             let id = if file == "-" {
-                engine
-                    .store()
-                    .import_tar(&mut std::io::stdin().lock(), &options)?
+                b.import(
+                    &mut std::io::stdin().lock(),
+                    reference.as_deref(),
+                    message.as_deref(),
+                    &change,
+                )?
             } else {
                 let mut f = std::fs::File::open(&file).with_context(|| format!("open {file}"))?;
-                engine.store().import_tar(&mut f, &options)?
+                b.import(&mut f, reference.as_deref(), message.as_deref(), &change)?
             };
             println!("{id}");
             Ok(0)
         }
-        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images(&engine, &a),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images(b, &a),
         Command::Image(ImageCommand::Inspect { images }) => {
             let mut out = Vec::new();
             for i in &images {
-                out.push(image_json(&engine, i)?);
+                out.push(
+                    b.inspect_image(i)?
+                        .with_context(|| format!("No such image: {i}"))?,
+                );
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(0)
         }
-        Command::Image(ImageCommand::Prune { all, force: _ }) => prune(&engine, all),
-        Command::Image(ImageCommand::Rm(a)) | Command::Rmi(a) => rmi(&engine, &a),
-        Command::Image(ImageCommand::History(a)) | Command::History(a) => history(&engine, &a),
-        Command::Image(ImageCommand::Tag { source, target }) | Command::Tag { source, target } => {
-            engine.store().tag(&source, &target)?;
+        Command::Image(ImageCommand::Prune { all, force: _ }) => {
+            let (reports, freed) = b.image_prune(all)?;
+            println!("Deleted Images:");
+            for r in reports {
+                if let Some(d) = r["Deleted"].as_str() {
+                    println!("deleted: {d}");
+                }
+                if let Some(u) = r["Untagged"].as_str() {
+                    println!("untagged: {u}");
+                }
+            }
+            println!("\nTotal reclaimed space: {}", format::size(freed));
             Ok(0)
         }
+        Command::Image(ImageCommand::Rm(a)) | Command::Rmi(a) => {
+            let mut failed = false;
+            for name in &a.images {
+                match b.rmi(name, a.force) {
+                    Ok(report) => {
+                        for r in report {
+                            if let Some(u) = r["Untagged"].as_str() {
+                                println!("Untagged: {u}");
+                            }
+                            if let Some(d) = r["Deleted"].as_str() {
+                                println!("Deleted: {d}");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("capsa: {e:#}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        Command::Image(ImageCommand::History(a)) | Command::History(a) => history(b, &a),
+        Command::Image(ImageCommand::Tag { source, target }) | Command::Tag { source, target } => {
+            b.tag(&source, &target)?;
+            Ok(0)
+        }
+        Command::Volume(v) => volume(b, v),
         Command::Create(a) => {
             let mut options = run_options(&a)?;
-            ensure_image(&engine, &a, &mut options)?;
-            let c = engine.create(&options)?;
-            println!("{}", c.id);
+            ensure_image(b, &a, &mut options)?;
+            let (id, warnings) = b.create(&options)?;
+            for w in warnings {
+                eprintln!("WARNING: {w}");
+            }
+            println!("{id}");
             Ok(0)
         }
         Command::Run { detach, create } => {
             let mut options = run_options(&create)?;
-            ensure_image(&engine, &create, &mut options)?;
-            let c = engine.create(&options)?;
+            ensure_image(b, &create, &mut options)?;
+            let (id, warnings) = b.create(&options)?;
+            for w in warnings {
+                eprintln!("WARNING: {w}");
+            }
             if detach {
-                engine.start(&c)?;
-                println!("{}", c.id);
+                b.start(&id)?;
+                println!("{id}");
                 Ok(0)
             } else {
-                Ok(engine.run_foreground(&c, create.interactive)?)
+                b.run_attached(&id, &options)
             }
         }
-        Command::Start { containers } => each(&engine, &containers, |c| Ok(engine.start(c)?)),
+        Command::Start { containers } => each(&containers, |c| b.start(c)),
         Command::Stop {
             time,
             signal,
             containers,
-        } => {
-            let signal = signal
-                .as_deref()
-                .map(capsa_host::runtime::parse_signal)
-                .transpose()?;
-            each(&engine, &containers, |c| {
-                Ok(engine.stop(c, Duration::from_secs(time), signal)?)
-            })
-        }
-        Command::Restart { time, containers } => each(&engine, &containers, |c| {
-            engine.stop(c, Duration::from_secs(time), None)?;
-            Ok(engine.start(c)?)
-        }),
-        Command::Kill { signal, containers } => {
-            let sig = capsa_host::runtime::parse_signal(&signal)?;
-            each(&engine, &containers, |c| Ok(engine.kill(c, sig)?))
-        }
+        } => each(&containers, |c| b.stop(c, time, signal.as_deref())),
+        Command::Restart { time, containers } => each(&containers, |c| b.restart(c, time)),
+        Command::Kill { signal, containers } => each(&containers, |c| b.kill(c, &signal)),
         Command::Rm {
-            force, containers, ..
-        } => each(&engine, &containers, |c| Ok(engine.remove(c, force)?)),
-        Command::Ps { all, quiet, format } => ps(&engine, all, quiet, format.as_deref()),
+            force,
+            volumes,
+            containers,
+        } => each(&containers, |c| b.remove(c, force, volumes)),
+        Command::Rename {
+            container,
+            new_name,
+        } => {
+            b.rename(&container, &new_name)?;
+            Ok(0)
+        }
+        Command::Update {
+            memory,
+            memory_swap,
+            cpus,
+            cpu_shares,
+            pids_limit,
+            restart,
+            containers,
+        } => {
+            let bytes = |v: &Option<String>| -> Result<Option<i64>> {
+                match v.as_deref() {
+                    None => Ok(None),
+                    Some("-1") => Ok(Some(-1)),
+                    Some(s) => Ok(Some(parse_bytes(s)?)),
+                }
+            };
+            let update = UpdateOptions {
+                resources: capsa_host::engine::Resources {
+                    memory: bytes(&memory)?,
+                    memory_swap: bytes(&memory_swap)?,
+                    cpus,
+                    cpu_shares,
+                    pids_limit,
+                    ..Default::default()
+                },
+                restart: restart
+                    .as_deref()
+                    .map(capsa_host::engine::RestartPolicy::parse)
+                    .transpose()?,
+            };
+            each(&containers, |c| b.update(c, &update))
+        }
+        Command::Ps {
+            all,
+            quiet,
+            size,
+            filter,
+            format,
+        } => ps(b, all, quiet, size, &filter, format.as_deref()),
         Command::Top { container, ps_args } => {
-            let c = engine.container(&container)?;
-            let pids = engine.processes(&c)?;
-            print!("{}", capsa_host::runtime::ps_table(&pids, &ps_args)?);
+            let top = b.top(&container, &ps_args)?;
+            let titles: Vec<String> = top["Titles"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .map(|x| x.as_str().unwrap_or_default().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let rows: Vec<Vec<String>> = top["Processes"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            p.as_array()
+                                .map(|f| {
+                                    f.iter()
+                                        .map(|x| x.as_str().unwrap_or_default().to_owned())
+                                        .collect()
+                                })
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            format::table(&titles, &rows);
             Ok(0)
         }
         Command::Stats {
             no_stream,
             format,
             containers,
-        } => stats(&engine, no_stream, format.as_deref(), &containers),
+        } => stats(b, no_stream, format.as_deref(), &containers),
         Command::Logs {
             follow,
             tail,
             timestamps,
+            since,
+            until,
             container,
         } => {
-            let c = engine.container(&container)?;
             let tail = match tail.as_deref() {
                 None | Some("all") => None,
                 Some(n) => Some(n.parse::<usize>().with_context(|| format!("--tail {n}"))?),
+            };
+            let options = LogOptions {
+                tail,
+                follow,
+                since: since.as_deref().map(parse_time).transpose()?,
+                until: until.as_deref().map(parse_time).transpose()?,
+                stdout: true,
+                stderr: true,
             };
             let mut emit = |l: &capsa_host::engine::LogLine| {
                 let text = if timestamps {
@@ -766,7 +855,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     let _ = out.flush();
                 }
             };
-            engine.logs(&c, tail, follow, &mut emit)?;
+            b.logs(&container, &options, &mut emit)?;
             Ok(0)
         }
         Command::Exec {
@@ -778,31 +867,29 @@ fn dispatch(cli: Cli) -> Result<i32> {
             user,
             container,
             command,
-        } => {
-            let c = engine.container(&container)?;
-            Ok(engine.exec(
-                &c,
-                &ExecRequest {
-                    args: command,
-                    tty,
-                    interactive,
-                    env,
-                    workdir,
-                    user,
-                    detach,
-                },
-            )?)
-        }
+        } => Ok(b.exec(
+            &container,
+            &ExecRequest {
+                args: command,
+                tty,
+                interactive,
+                env: capsa_host::engine::resolve_env(&env, &[])?,
+                workdir,
+                user,
+                detach,
+                console_socket: None,
+                pid_file: None,
+            },
+        )?),
         Command::Inspect { names } => {
             let mut out = Vec::new();
             for n in &names {
-                match engine.container(n) {
-                    Ok(c) => out.push(engine.inspect_json(&c)?),
-                    Err(capsa_host::engine::EngineError::NoSuchContainer(_)) => out.push(
-                        image_json(&engine, n)
-                            .with_context(|| format!("no such container or image: {n}"))?,
+                match b.inspect_container(n)? {
+                    Some(v) => out.push(v),
+                    None => out.push(
+                        b.inspect_image(n)?
+                            .with_context(|| format!("No such container or image: {n}"))?,
                     ),
-                    Err(e) => return Err(e.into()),
                 }
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -811,25 +898,33 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Wait { containers } => {
             let mut failed = false;
             for n in &containers {
-                match engine.container(n).and_then(|c| engine.wait(&c)) {
+                match b.wait(n) {
                     Ok(code) => println!("{code}"),
                     Err(e) => {
-                        eprintln!("capsa: {n}: {e}");
+                        eprintln!("capsa: {n}: {e:#}");
                         failed = true;
                     }
                 }
             }
             Ok(if failed { 1 } else { 0 })
         }
-        Command::Pause { containers } => each(&engine, &containers, |c| Ok(engine.pause(c)?)),
-        Command::Unpause { containers } => each(&engine, &containers, |c| Ok(engine.unpause(c)?)),
+        Command::Pause { containers } => each(&containers, |c| b.pause(c)),
+        Command::Unpause { containers } => each(&containers, |c| b.unpause(c)),
         Command::Diff { container } => {
-            let c = engine.container(&container)?;
-            for change in engine.diff(&c)? {
-                println!("{} {}", change.kind.letter(), change.path);
+            for change in b.diff(&container)? {
+                let letter = match change["Kind"].as_i64() {
+                    Some(0) => "C",
+                    Some(1) => "A",
+                    _ => "D",
+                };
+                println!("{letter} {}", change["Path"].as_str().unwrap_or_default());
             }
             Ok(0)
         }
+        Command::Cp {
+            source,
+            destination,
+        } => cp(b, &source, &destination),
         Command::Commit {
             message,
             author,
@@ -838,9 +933,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             container,
             reference,
         } => {
-            let c = engine.container(&container)?;
-            let id = engine.commit(
-                &c,
+            let id = b.commit(
+                &container,
                 &CommitOptions {
                     reference,
                     comment: message,
@@ -852,32 +946,201 @@ fn dispatch(cli: Cli) -> Result<i32> {
             println!("{id}");
             Ok(0)
         }
+        Command::Events {
+            since,
+            until,
+            filter,
+            format,
+        } => {
+            let filters = Filters::from_flags(&filter)?;
+            b.events(since.as_deref(), until.as_deref(), &filters, &mut |e| {
+                let line = match format.as_deref() {
+                    Some("json") | Some("{{json .}}") => e.to_string(),
+                    Some(t) => e
+                        .as_object()
+                        .map(|m| format::render(t, m))
+                        .unwrap_or_default(),
+                    None => event_line(e),
+                };
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}").is_ok() && out.flush().is_ok()
+            })?;
+            Ok(0)
+        }
+        Command::Version => {
+            let v = b.version()?;
+            println!("Server: capsa");
+            println!(" Engine:");
+            println!(
+                "  Version:          {}",
+                v["Version"].as_str().unwrap_or_default()
+            );
+            println!(
+                "  API version:      {} (minimum version {})",
+                v["ApiVersion"].as_str().unwrap_or_default(),
+                v["MinAPIVersion"].as_str().unwrap_or_default()
+            );
+            println!(
+                "  OS/Arch:          {}/{}",
+                v["Os"].as_str().unwrap_or_default(),
+                v["Arch"].as_str().unwrap_or_default()
+            );
+            println!(
+                "  Kernel Version:   {}",
+                v["KernelVersion"].as_str().unwrap_or_default()
+            );
+            Ok(0)
+        }
+        Command::Info => {
+            let i = b.info()?;
+            let s = |k: &str| match &i[k] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            println!("Containers: {}", s("Containers"));
+            println!(" Running: {}", s("ContainersRunning"));
+            println!(" Paused: {}", s("ContainersPaused"));
+            println!(" Stopped: {}", s("ContainersStopped"));
+            println!("Images: {}", s("Images"));
+            println!("Server Version: {}", s("ServerVersion"));
+            println!("Storage Driver: {}", s("Driver"));
+            println!("Logging Driver: {}", s("LoggingDriver"));
+            println!("Cgroup Driver: {}", s("CgroupDriver"));
+            println!("Cgroup Version: {}", s("CgroupVersion"));
+            println!("Kernel Version: {}", s("KernelVersion"));
+            println!("Operating System: {}", s("OperatingSystem"));
+            println!("CPUs: {}", s("NCPU"));
+            println!(
+                "Total Memory: {}",
+                format::binary_size(i["MemTotal"].as_u64().unwrap_or(0))
+            );
+            println!("Docker Root Dir: {}", s("DockerRootDir"));
+            println!("Live Restore Enabled: {}", s("LiveRestoreEnabled"));
+            Ok(0)
+        }
     }
 }
 
-fn save(engine: &Engine, output: Option<&Path>, format: &str, images: &[String]) -> Result<i32> {
-    let names: Vec<&str> = images.iter().map(String::as_str).collect();
-    let store = engine.store();
-    if format == "oci-dir" {
-        let dir = output.context("--format oci-dir needs -o DIR")?;
-        store.export_oci_layout(&names, dir)?;
-        return Ok(0);
+/// `docker events`'s line: `TIME TYPE ACTION ID (ATTRS)`.
+fn event_line(e: &Value) -> String {
+    let nanos = e["timeNano"].as_i64().unwrap_or(0);
+    let time =
+        chrono::DateTime::from_timestamp(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let attrs: Vec<String> = e["Actor"]["Attributes"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{time} {} {} {} ({})",
+        e["Type"].as_str().unwrap_or_default(),
+        e["Action"].as_str().unwrap_or_default(),
+        e["Actor"]["ID"].as_str().unwrap_or_default(),
+        attrs.join(", ")
+    )
+}
+
+fn volume(b: &dyn Backend, v: VolumeCommand) -> Result<i32> {
+    match v {
+        VolumeCommand::Create {
+            name,
+            driver,
+            label,
+            opt,
+        } => {
+            let pairs = |l: &[String]| -> std::collections::BTreeMap<String, String> {
+                l.iter()
+                    .map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                        (k.to_owned(), v.to_owned())
+                    })
+                    .collect()
+            };
+            let v = b.volume_create(&VolumeOptions {
+                name: name.unwrap_or_default(),
+                driver,
+                labels: pairs(&label),
+                driver_opts: pairs(&opt),
+            })?;
+            println!("{}", v["Name"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        VolumeCommand::Ls {
+            quiet,
+            filter,
+            format,
+        } => {
+            let list = b.volume_list(&Filters::from_flags(&filter)?)?;
+            if quiet {
+                for v in &list {
+                    println!("{}", v["Name"].as_str().unwrap_or_default());
+                }
+                return Ok(0);
+            }
+            let rows: Vec<Map<String, Value>> = list
+                .iter()
+                .map(|v| {
+                    let mut m = Map::new();
+                    m.insert("Driver".into(), v["Driver"].clone());
+                    m.insert("Name".into(), v["Name"].clone());
+                    m.insert("Mountpoint".into(), v["Mountpoint"].clone());
+                    m.insert("Scope".into(), v["Scope"].clone());
+                    m
+                })
+                .collect();
+            Output::new(
+                format.as_deref(),
+                &[("DRIVER", "Driver"), ("VOLUME NAME", "Name")],
+            )
+            .print(&rows);
+            Ok(0)
+        }
+        VolumeCommand::Inspect { names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                out.push(b.volume_inspect(n)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(0)
+        }
+        VolumeCommand::Rm { force, names } => each(&names, |n| b.volume_remove(n, force)),
+        VolumeCommand::Prune { all, force: _ } => {
+            let (removed, freed) = b.volume_prune(all)?;
+            println!("Deleted Volumes:");
+            for r in removed {
+                println!("{r}");
+            }
+            println!("\nTotal reclaimed space: {}", format::size(freed));
+            Ok(0)
+        }
     }
+}
+
+fn save(b: &dyn Backend, output: Option<&Path>, format: &str, images: &[String]) -> Result<i32> {
+    let format = match format {
+        "docker" | "docker-archive" => SaveFormat::Docker,
+        "oci" | "oci-archive" => SaveFormat::OciArchive,
+        "oci-dir" => {
+            let dir = output.context("--format oci-dir needs -o DIR")?;
+            b.save_oci_dir(images, dir)?;
+            return Ok(0);
+        }
+        other => bail!("--format {other:?}: use docker or oci-archive"),
+    };
     let mut out: Box<dyn Write> = match output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let result = match format {
-        "docker" | "docker-archive" => store.export_docker_archive(&names, &mut out),
-        "oci" | "oci-archive" => store.export_oci_archive(&names, &mut out),
-        other => bail!("--format {other:?}: use docker, oci-archive or oci-dir"),
-    };
-    if let Err(e) = result
-        .map_err(anyhow::Error::from)
-        .and_then(|()| Ok(out.flush()?))
-    {
+    let result = b.save(images, format, &mut out);
+    if let Err(e) = result.and_then(|()| Ok(out.flush()?)) {
         drop(out);
         if let Some(p) = output {
             let _ = std::fs::remove_file(p);
@@ -899,32 +1162,49 @@ fn short_id(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
-fn images(engine: &Engine, a: &ImagesArgs) -> Result<i32> {
-    let mut list = engine.store().list()?;
-    list.sort_by(|x, y| y.created.cmp(&x.created));
+fn rfc3339_of_unix(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn images(b: &dyn Backend, a: &ImagesArgs) -> Result<i32> {
+    let list = b.list_images(&Filters::from_flags(&a.filter)?)?;
     if a.quiet {
         for i in &list {
-            println!("{}", short_id(&i.id.to_string()));
+            println!("{}", short_id(i["Id"].as_str().unwrap_or_default()));
         }
         return Ok(0);
     }
     let mut rows = Vec::new();
     for i in &list {
-        let names = if i.names.is_empty() {
+        let tags: Vec<String> = i["RepoTags"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let names = if tags.is_empty() {
             vec![("<none>".to_owned(), "<none>".to_owned())]
         } else {
-            i.names.iter().map(|n| split_name(n)).collect()
+            tags.iter().map(|n| split_name(n)).collect()
         };
+        let id = i["Id"].as_str().unwrap_or_default();
+        let created = rfc3339_of_unix(i["Created"].as_i64().unwrap_or(0));
         for (repo, tag) in names {
             let mut m = Map::new();
             m.insert("Repository".into(), json!(repo));
             m.insert("Tag".into(), json!(tag));
-            m.insert("ID".into(), json!(short_id(&i.id.to_string())));
-            m.insert("Digest".into(), json!(i.id.to_string()));
-            let created = i.created.clone().unwrap_or_default();
+            m.insert("ID".into(), json!(short_id(id)));
+            m.insert("Digest".into(), json!(id));
             m.insert("CreatedSince".into(), json!(format::ago(&created)));
             m.insert("CreatedAt".into(), json!(created));
-            m.insert("Size".into(), json!(format::size(i.size)));
+            m.insert(
+                "Size".into(),
+                json!(format::size(i["Size"].as_u64().unwrap_or(0))),
+            );
             rows.push(m);
         }
     }
@@ -942,61 +1222,30 @@ fn images(engine: &Engine, a: &ImagesArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn image_json(engine: &Engine, name: &str) -> Result<Value> {
-    let info = engine.store().inspect(name)?;
-    let raw: Value = serde_json::from_slice(&engine.store().read_blob(&info.id)?)?;
-    let (os, arch) = info.platform();
-    Ok(json!({
-        "Id": info.id.to_string(),
-        "RepoTags": info.names,
-        "Created": info.created(),
-        "Architecture": arch,
-        "Os": os,
-        "Author": raw.get("author").and_then(Value::as_str).unwrap_or_default(),
-        "Comment": raw["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or_default(),
-        "Config": raw.get("config"),
-        "Size": info.size,
-        "ManifestDigest": info.manifest_digest.to_string(),
-        "RootFS": {
-            "Type": "layers",
-            "Layers": info.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-        },
-        "Layers": info.layers.iter().map(|l| json!({
-            "MediaType": l.descriptor.media_type,
-            "Digest": l.descriptor.digest.to_string(),
-            "DiffID": l.diff_id.as_ref().map(|d| d.to_string()),
-            "Size": l.size,
-        })).collect::<Vec<_>>(),
-    }))
-}
-
-fn history(engine: &Engine, a: &HistoryArgs) -> Result<i32> {
-    let info = engine.store().inspect(&a.image)?;
-    let mut sizes = info.layers.iter().map(|l| l.size);
+fn history(b: &dyn Backend, a: &HistoryArgs) -> Result<i32> {
     let mut rows = Vec::new();
-    for (n, h) in info.history.iter().enumerate() {
-        let h = serde_json::to_value(h)?;
-        let empty = h["empty_layer"].as_bool().unwrap_or(false);
-        let size = if empty { 0 } else { sizes.next().unwrap_or(0) };
-        let is_last = n + 1 == info.history.len();
+    for h in b.history(&a.image)? {
         let mut m = Map::new();
+        let id = h["Id"].as_str().unwrap_or_default();
         m.insert(
             "ID".into(),
-            json!(if is_last {
-                short_id(&info.id.to_string())
+            json!(if id == "<missing>" {
+                id.to_owned()
             } else {
-                "<missing>".to_owned()
+                short_id(id)
             }),
         );
-        let created = h["created"].as_str().unwrap_or_default().to_owned();
+        let created = rfc3339_of_unix(h["Created"].as_i64().unwrap_or(0));
         m.insert("CreatedSince".into(), json!(format::ago(&created)));
         m.insert("CreatedAt".into(), json!(created));
-        m.insert("CreatedBy".into(), h["created_by"].clone());
-        m.insert("Size".into(), json!(format::size(size)));
-        m.insert("Comment".into(), h["comment"].clone());
+        m.insert("CreatedBy".into(), h["CreatedBy"].clone());
+        m.insert(
+            "Size".into(),
+            json!(format::size(h["Size"].as_u64().unwrap_or(0))),
+        );
+        m.insert("Comment".into(), h["Comment"].clone());
         rows.push(m);
     }
-    rows.reverse();
     if a.quiet {
         for r in &rows {
             println!("{}", r["ID"].as_str().unwrap_or_default());
@@ -1017,138 +1266,10 @@ fn history(engine: &Engine, a: &HistoryArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn rmi(engine: &Engine, a: &RmiArgs) -> Result<i32> {
-    let mut failed = false;
-    for name in &a.images {
-        let result = (|| -> Result<()> {
-            let id = engine.store().resolve(name)?;
-            if let Some(c) = engine.image_in_use(&id)? {
-                bail!("image {name} is used by container {c}: remove the container first");
-            }
-            let report = engine.store().remove(name, a.force)?;
-            for u in report.untagged {
-                println!("Untagged: {u}");
-            }
-            if let Some(d) = report.deleted {
-                println!("Deleted: {d}");
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            eprintln!("capsa: {e:#}");
-            failed = true;
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
-}
-
-fn prune(engine: &Engine, all: bool) -> Result<i32> {
-    let mut freed = 0u64;
-    println!("Deleted Images:");
-    for i in engine.store().list()? {
-        if (!i.names.is_empty() && !all) || engine.image_in_use(&i.id)?.is_some() {
-            continue;
-        }
-        let report = engine.store().remove(&i.id.to_string(), true)?;
-        if let Some(d) = report.deleted {
-            println!("deleted: {d}");
-            freed += i.size;
-        }
-    }
-    println!("\nTotal reclaimed space: {}", format::size(freed));
-    Ok(0)
-}
-
-/// One container's usage sample: cumulative CPU nanoseconds, memory in use (without the
-/// reclaimable file cache, as Docker counts it), memory limit, pids, and when it was taken.
-struct Sample {
-    cpu_ns: u64,
-    memory: u64,
-    limit: u64,
-    pids: u64,
-    at: std::time::Instant,
-}
-
-/// The host's memory in bytes (Docker shows it as the limit of an unlimited container).
-fn host_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(u64::MAX, |kb| kb * 1024)
-}
-
-fn sample(engine: &Engine, c: &ContainerRecord, host: u64) -> Result<Sample> {
-    let s = engine.stats(c)?;
-    let cache = ["total_inactive_file", "inactive_file"]
-        .iter()
-        .find_map(|k| s.memory.raw.get(*k).copied())
-        .unwrap_or(0);
-    let limit = match s.memory.usage.limit {
-        0 => host,
-        l => l.min(host),
-    };
-    Ok(Sample {
-        cpu_ns: s.cpu.usage.total,
-        memory: s.memory.usage.usage.saturating_sub(cache),
-        limit,
-        pids: s.pids.current,
-        at: std::time::Instant::now(),
-    })
-}
-
 /// `capsa stats`: two samples a second apart give the CPU share (100% = one CPU, as Docker).
-fn stats(engine: &Engine, no_stream: bool, format: Option<&str>, names: &[String]) -> Result<i32> {
-    let host = host_memory();
+fn stats(b: &dyn Backend, no_stream: bool, format: Option<&str>, names: &[String]) -> Result<i32> {
     loop {
-        let containers: Vec<ContainerRecord> = if names.is_empty() {
-            engine
-                .containers()?
-                .into_iter()
-                .filter(|c| matches!(engine.state(c).0, State::Running | State::Paused))
-                .collect()
-        } else {
-            names
-                .iter()
-                .map(|n| engine.container(n))
-                .collect::<std::result::Result<_, _>>()?
-        };
-        let first: Vec<Option<Sample>> = containers
-            .iter()
-            .map(|c| sample(engine, c, host).ok())
-            .collect();
-        std::thread::sleep(Duration::from_secs(1));
-        let mut rows = Vec::new();
-        for (c, before) in containers.iter().zip(first) {
-            let now = match (before, sample(engine, c, host)) {
-                (Some(before), Ok(now)) => Some((before, now)),
-                (_, Err(e)) if !names.is_empty() => return Err(e),
-                _ => None,
-            };
-            let Some((before, now)) = now else { continue };
-            let wall = now.at.duration_since(before.at).as_nanos().max(1) as f64;
-            let cpu = now.cpu_ns.saturating_sub(before.cpu_ns) as f64 / wall * 100.0;
-            let mut m = Map::new();
-            m.insert("ID".into(), json!(&c.id[..12]));
-            m.insert("Container".into(), json!(&c.id[..12]));
-            m.insert("Name".into(), json!(c.name));
-            m.insert("CPUPerc".into(), json!(format!("{cpu:.2}%")));
-            m.insert(
-                "MemUsage".into(),
-                json!(format!(
-                    "{} / {}",
-                    format::binary_size(now.memory),
-                    format::binary_size(now.limit)
-                )),
-            );
-            let mem = now.memory as f64 / now.limit.max(1) as f64 * 100.0;
-            m.insert("MemPerc".into(), json!(format!("{mem:.2}%")));
-            m.insert("PIDs".into(), json!(now.pids.to_string()));
-            rows.push(m);
-        }
+        let rows = b.stats_rows(names)?;
         if !no_stream {
             // Docker's screen: cleared and redrawn every second.
             print!("\x1b[2J\x1b[H");
@@ -1168,53 +1289,86 @@ fn stats(engine: &Engine, no_stream: bool, format: Option<&str>, names: &[String
         if no_stream {
             return Ok(0);
         }
-        std::io::Write::flush(&mut std::io::stdout())?;
+        std::io::stdout().flush()?;
     }
 }
 
-fn ps(engine: &Engine, all: bool, quiet: bool, format: Option<&str>) -> Result<i32> {
+fn ps(
+    b: &dyn Backend,
+    all: bool,
+    quiet: bool,
+    size: bool,
+    filter: &[String],
+    format: Option<&str>,
+) -> Result<i32> {
+    let list = b.list_containers(all, size, &Filters::from_flags(filter)?)?;
+    if quiet {
+        for c in &list {
+            println!("{}", short_id(c["Id"].as_str().unwrap_or_default()));
+        }
+        return Ok(0);
+    }
     let mut rows = Vec::new();
-    let mut list = engine.containers()?;
-    list.reverse();
     for c in &list {
-        let (state, pid) = engine.state(c);
-        if !all && !matches!(state, State::Running | State::Paused) {
-            continue;
-        }
-        if quiet {
-            println!("{}", &c.id[..12]);
-            continue;
-        }
-        let status = match state {
-            State::Exited => format!(
-                "Exited ({})",
-                engine.exit_record(c).map(|e| e.code).unwrap_or(0)
-            ),
-            State::Running => "Up".to_owned(),
-            State::Paused => "Up (Paused)".to_owned(),
-            State::Created => "Created".to_owned(),
-        };
-        let mut command = c.args.join(" ");
+        let mut command = c["Command"].as_str().unwrap_or_default().to_owned();
         if command.chars().count() > 20 {
             command = command.chars().take(19).collect::<String>() + "…";
         }
+        let created = rfc3339_of_unix(c["Created"].as_i64().unwrap_or(0));
+        let name = c["Names"][0]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches('/');
         let mut m = Map::new();
-        m.insert("ID".into(), json!(&c.id[..12]));
-        m.insert("Image".into(), json!(c.image));
+        m.insert(
+            "ID".into(),
+            json!(short_id(c["Id"].as_str().unwrap_or_default())),
+        );
+        m.insert("Image".into(), c["Image"].clone());
         m.insert("Command".into(), json!(format!("\"{command}\"")));
-        m.insert("CreatedAt".into(), json!(c.created));
-        m.insert("RunningFor".into(), json!(format::ago(&c.created)));
-        m.insert("Status".into(), json!(status));
-        m.insert("State".into(), json!(state.as_str()));
-        m.insert("Names".into(), json!(c.name));
-        m.insert("Pid".into(), json!(pid));
+        m.insert("CreatedAt".into(), json!(created));
+        m.insert("RunningFor".into(), json!(format::ago(&created)));
+        m.insert("Status".into(), c["Status"].clone());
+        m.insert("State".into(), c["State"].clone());
+        m.insert("Names".into(), json!(name));
+        let labels: Vec<String> = c["Labels"]
+            .as_object()
+            .map(|l| {
+                l.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        m.insert("Labels".into(), json!(labels.join(",")));
+        let mounts: Vec<String> = c["Mounts"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .map(|x| {
+                        x["Name"]
+                            .as_str()
+                            .filter(|n| !n.is_empty())
+                            .or(x["Source"].as_str())
+                            .unwrap_or_default()
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        m.insert("Mounts".into(), json!(mounts.join(",")));
+        if size {
+            m.insert(
+                "Size".into(),
+                json!(format!(
+                    "{} (virtual {})",
+                    format::size(c["SizeRw"].as_u64().unwrap_or(0)),
+                    format::size(c["SizeRootFs"].as_u64().unwrap_or(0))
+                )),
+            );
+        }
         rows.push(m);
     }
-    if quiet {
-        return Ok(0);
-    }
-    Output::new(
-        format,
+    let columns: &'static [(&str, &str)] = if size {
         &[
             ("CONTAINER ID", "ID"),
             ("IMAGE", "Image"),
@@ -1222,18 +1376,151 @@ fn ps(engine: &Engine, all: bool, quiet: bool, format: Option<&str>) -> Result<i
             ("CREATED", "RunningFor"),
             ("STATUS", "Status"),
             ("NAMES", "Names"),
-        ],
-    )
-    .print(&rows);
+            ("SIZE", "Size"),
+        ]
+    } else {
+        &[
+            ("CONTAINER ID", "ID"),
+            ("IMAGE", "Image"),
+            ("COMMAND", "Command"),
+            ("CREATED", "RunningFor"),
+            ("STATUS", "Status"),
+            ("NAMES", "Names"),
+        ]
+    };
+    Output::new(format, columns).print(&rows);
     Ok(0)
 }
 
-/// Registry options for a command on `reference`: with `insecure`, its registry is reached over
-/// plain HTTP (Docker's `insecure-registries`, podman's `--tls-verify=false`).
-fn registry_options(reference: &str, insecure: bool) -> capsa_images::registry::RegistryOptions {
-    let mut options = capsa_images::registry::RegistryOptions::default();
-    if insecure && let Ok(parsed) = capsa_images::registry::ImageRef::parse(reference) {
-        options.insecure.push(parsed.registry().to_owned());
+/// `CONTAINER:PATH` → (container, path).
+fn container_path(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
     }
-    options
+    arg.split_once(':').filter(|(c, _)| !c.is_empty())
+}
+
+/// `capsa cp`: a container's path to the host (a file or a directory tree, extracted with
+/// `tar`), or a host path into a container's directory (sent as a tar stream).
+fn cp(b: &dyn Backend, source: &str, destination: &str) -> Result<i32> {
+    match (container_path(source), container_path(destination)) {
+        (Some((c, path)), None) => {
+            if destination == "-" {
+                b.copy_from(c, path, &mut std::io::stdout().lock())?;
+                return Ok(0);
+            }
+            let mut tar = Vec::new();
+            let stat = b.copy_from(c, path, &mut tar)?;
+            let dest = Path::new(destination);
+            // Into an existing directory: keep the base name; else the path is the new name.
+            let (dir, rename) = if dest.is_dir() {
+                (dest.to_path_buf(), None)
+            } else {
+                (
+                    dest.parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."))
+                        .to_path_buf(),
+                    dest.file_name().map(|n| n.to_string_lossy().into_owned()),
+                )
+            };
+            let staging = tempdir_in(&dir)?;
+            let result = (|| -> Result<()> {
+                let mut child = std::process::Command::new("tar")
+                    .arg("-x")
+                    .arg("-C")
+                    .arg(&staging)
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .context("run tar -x")?;
+                child.stdin.take().context("tar's stdin")?.write_all(&tar)?;
+                if !child.wait()?.success() {
+                    bail!("tar -x failed");
+                }
+                let top = staging.join(if stat.name == "/" { "." } else { &stat.name });
+                let target = dir.join(rename.as_deref().unwrap_or(&stat.name));
+                if stat.name == "/" {
+                    bail!("copying a container's whole root: use capsa export");
+                }
+                std::fs::rename(&top, &target)
+                    .with_context(|| format!("move into {}", target.display()))?;
+                Ok(())
+            })();
+            let _ = std::fs::remove_dir_all(&staging);
+            result?;
+            Ok(0)
+        }
+        (None, Some((c, path))) => {
+            if source == "-" {
+                b.copy_to(c, path, &mut std::io::stdin().lock())?;
+                return Ok(0);
+            }
+            let src = Path::new(source);
+            let meta = std::fs::symlink_metadata(src).with_context(|| format!("stat {source}"))?;
+            // DEST is a directory of the container: the source goes into it. Else DEST is the
+            // new name, in its parent directory.
+            let (dir, name) = match b.path_stat(c, path) {
+                Ok(st) if st.mode & (1 << 31) != 0 => (
+                    path.to_owned(),
+                    src.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+                _ => {
+                    let p = Path::new(path);
+                    (
+                        p.parent()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_else(|| "/".into()),
+                        p.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                    )
+                }
+            };
+            let _ = meta;
+            let parent = src
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let base = src.file_name().context("the source has no name")?;
+            let out = std::process::Command::new("tar")
+                .arg("-c")
+                .arg("-C")
+                .arg(parent)
+                .arg(format!(
+                    "--transform=s|^{}|{}|",
+                    regex_escape(&base.to_string_lossy()),
+                    name
+                ))
+                .arg(base)
+                .output()
+                .context("run tar -c")?;
+            if !out.status.success() {
+                bail!("tar -c failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            b.copy_to(c, &dir, &mut out.stdout.as_slice())?;
+            Ok(0)
+        }
+        _ => bail!("cp: one of SOURCE and DESTINATION must be CONTAINER:PATH, not both"),
+    }
+}
+
+/// A fresh directory beside `dir`'s entries, for staging an extraction.
+fn tempdir_in(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join(format!(".capsa-cp-{}", std::process::id()));
+    std::fs::create_dir_all(&path).with_context(|| format!("mkdir {}", path.display()))?;
+    Ok(path)
+}
+
+/// Escapes a name for tar's sed-like `--transform`.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.^$*[]|".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
