@@ -6,6 +6,7 @@
 mod backend;
 mod flags;
 mod format;
+mod http_client;
 mod remote;
 
 use std::io::Write;
@@ -443,6 +444,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`capsa ps | head`) ends the CLI quietly, as it ends C tools; the default
+    // disposition is also what a container's process should inherit.
+    // SAFETY: setting a signal's disposition to its default has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
