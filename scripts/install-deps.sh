@@ -55,6 +55,15 @@ PACKAGES=(
     cpio                        # the VM's initramfs
     # The registry tests: htpasswd -B makes the registry's password file.
     apache2-utils
+    # The daemon's tests and benchmark: real clients of Docker's Engine API (the docker CLI 28
+    # is on the machine already), the benchmark's dockerd, TLS certificates, a terminal, curl
+    # for raw requests, a venv for docker-py.
+    docker-compose
+    docker.io
+    openssl
+    tmux
+    curl
+    python3-venv
 )
 
 export DEBIAN_FRONTEND=noninteractive
@@ -94,12 +103,29 @@ for p in "${PACKAGES[@]}"; do
     fi
 done
 
+# docker-py (PyPI `docker`) for the daemon's API-level tests, in a venv of the checkout's.
+install_pyenv() {
+    local venv="$repo/target/pyenv"
+    if [[ -x $venv/bin/python ]] && "$venv/bin/python" -c 'import docker' 2>/dev/null; then
+        return 0
+    fi
+    echo "install-deps.sh: python venv with docker-py at $venv"
+    python3 -m venv "$venv" >>"$log" 2>&1 || /usr/bin/python3 -m venv "$venv" >>"$log" 2>&1
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'docker==7.1.0' >>"$log" 2>&1 || {
+        echo "install-deps.sh: pip install docker failed:" >&2
+        tail -n 30 "$log" >&2
+        return 1
+    }
+}
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
 echo "install-deps.sh: apt-get update"
 # A fresh machine may have no package lists at all; retry once on a transient failure.
 quiet_apt update -q || { sleep 5; quiet_apt update -q; }
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-deps.sh: all ${#PACKAGES[@]} packages already installed"
+    install_pyenv
     exit 0
 fi
 
@@ -116,4 +142,5 @@ quiet_apt install "${apt_opts[@]}" "${missing[@]}" || {
     quiet_apt update -q
     quiet_apt install "${apt_opts[@]}" "${missing[@]}"
 }
+install_pyenv
 echo "install-deps.sh: done"

@@ -7,6 +7,7 @@ mod bad_input;
 mod callers;
 mod cgroups;
 mod console;
+mod daemon;
 mod differential;
 mod engine;
 mod exec;

@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod cleanup;
 pub mod console;
 pub mod context;
+pub mod daemon;
 pub mod engine;
 pub mod mountinfo;
 pub mod probe;

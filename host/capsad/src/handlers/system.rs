@@ -113,28 +113,37 @@ pub async fn events(ctx: Ctx) -> Reply {
             if out.closed() {
                 break;
             }
-            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-            if until.is_some_and(|u| now >= u) {
-                break;
-            }
-            let wait = std::time::Duration::from_millis(500);
-            match reader.next(Some(wait)) {
-                Ok(Some(e)) => {
-                    if until.is_some_and(|u| e.time_nano >= u) {
+            // What the log holds is replayed first; `until` in the past ends the stream at the
+            // end of the replay.
+            let next = match reader.try_next() {
+                Ok(Some(e)) => Some(e),
+                Ok(None) => {
+                    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+                    if until.is_some_and(|u| now >= u) {
                         break;
                     }
-                    if filter.accepts(&e)
-                        && let Ok(line) = serde_json::to_vec(&e)
-                        && (out.write_all(&line).is_err() || out.write_all(b"\n").is_err())
-                    {
-                        break;
+                    match reader.next(Some(std::time::Duration::from_millis(500))) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            log::warn!("events: {e}");
+                            break;
+                        }
                     }
                 }
-                Ok(None) => {}
                 Err(e) => {
                     log::warn!("events: {e}");
                     break;
                 }
+            };
+            let Some(e) = next else { continue };
+            if until.is_some_and(|u| e.time_nano >= u) {
+                break;
+            }
+            if filter.accepts(&e)
+                && let Ok(line) = serde_json::to_vec(&e)
+                && (out.write_all(&line).is_err() || out.write_all(b"\n").is_err())
+            {
+                break;
             }
         }
         d.event_listeners.fetch_sub(1, Ordering::Relaxed);

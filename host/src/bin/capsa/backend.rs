@@ -463,19 +463,23 @@ impl Backend for Local {
         };
         let mut reader = self.engine.event_reader(since)?;
         loop {
-            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-            if until.is_some_and(|u| now >= u) {
-                return Ok(());
-            }
-            let wait = until.map(|u| std::time::Duration::from_nanos((u - now).max(0) as u64));
-            match reader.next(wait.or(Some(std::time::Duration::from_secs(3600))))? {
-                Some(e) if until.is_some_and(|u| e.time_nano >= u) => return Ok(()),
-                Some(e) if filter.accepts(&e) => {
-                    if !emit(&serde_json::to_value(&e)?) {
+            // The log's history first; `until` in the past ends at the end of it.
+            let next = match reader.try_next()? {
+                Some(e) => Some(e),
+                None => {
+                    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+                    if until.is_some_and(|u| now >= u) {
                         return Ok(());
                     }
+                    reader.next(Some(std::time::Duration::from_millis(500)))?
                 }
-                _ => {}
+            };
+            let Some(e) = next else { continue };
+            if until.is_some_and(|u| e.time_nano >= u) {
+                return Ok(());
+            }
+            if filter.accepts(&e) && !emit(&serde_json::to_value(&e)?) {
+                return Ok(());
             }
         }
     }
