@@ -966,3 +966,591 @@ fn one_daemon_per_data_root_and_no_plain_tcp_off_loopback() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn docker_login_push_and_pull_against_a_local_registry() -> Result<()> {
+    let d = Daemon::start("daemon-registry")?;
+    d.load_busybox("bb:1")?;
+    let registry = capsa_tests::registry::Registry::start_with_login("tester", "s3cret")?;
+    let host = registry.host();
+    let remote = format!("{host}/capsa-test/bb:1");
+    // Without credentials the registry refuses; a wrong password fails the login.
+    d.docker(&["tag", "bb:1", &remote])?.ok()?;
+    let refused = d.docker(&["push", &remote])?;
+    ensure!(refused.code() != 0, "a push without login: {refused}");
+    let password = d.dir().join("password");
+    std::fs::write(&password, "wrong\n")?;
+    let bad = d.docker_with_stdin(
+        &["login", "-u", "tester", "--password-stdin", &host],
+        &password,
+    )?;
+    ensure!(bad.code() != 0, "{bad}");
+    std::fs::write(&password, "s3cret\n")?;
+    let login = d
+        .docker_with_stdin(
+            &["login", "-u", "tester", "--password-stdin", &host],
+            &password,
+        )?
+        .ok()?;
+    ensure!(login.stdout.contains("Login Succeeded"), "{login}");
+    let pushed = d.docker(&["push", &remote])?.ok()?;
+    ensure!(pushed.stdout.contains("digest: sha256:"), "{pushed}");
+    // Pull back into an empty store: rmi, pull, run.
+    d.docker(&["rmi", &remote, "bb:1"])?.ok()?;
+    let pulled = d.docker(&["pull", &remote])?.ok()?;
+    ensure!(pulled.stdout.contains("Downloaded newer image"), "{pulled}");
+    let again = d.docker(&["pull", &remote])?.ok()?;
+    ensure!(again.stdout.contains("Image is up to date"), "{again}");
+    let run = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &remote,
+            "echo",
+            "pulled",
+        ])?
+        .ok()?;
+    ensure!(run.stdout == "pulled\n", "{run}");
+    // `docker run` of an image the store lacks pulls it first (404, pull, create again).
+    d.docker(&["rmi", &remote])?.ok()?;
+    let auto = d
+        .docker(&["run", "--rm", "--network", "none", &remote, "echo", "auto"])?
+        .ok()?;
+    ensure!(
+        auto.stdout == "auto\n" && auto.stderr.contains("Unable to find image"),
+        "{auto}"
+    );
+    let missing = d.docker(&["pull", &format!("{host}/capsa-test/nosuch:1")])?;
+    ensure!(
+        missing.code() != 0 && !missing.stderr.is_empty(),
+        "{missing}"
+    );
+    d.docker(&["logout", &host])?.ok()?;
+    Ok(())
+}
+
+/// A CA and two certificates for it (the daemon's for 127.0.0.1, a client's), and a client
+/// certificate from another CA, made with openssl.
+fn make_certificates(dir: &Path) -> Result<()> {
+    let sh = format!(
+        r#"set -e
+cd {dir}
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=capsa-test-ca -keyout ca-key.pem -out ca.pem
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server-key.pem -out server.csr
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+openssl x509 -req -days 2 -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -extfile server.ext -out server-cert.pem
+openssl req -newkey rsa:2048 -nodes -subj /CN=client -keyout key.pem -out client.csr
+printf 'extendedKeyUsage=clientAuth\n' > client.ext
+openssl x509 -req -days 2 -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -extfile client.ext -out cert.pem
+mkdir -p other
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other/ca-key.pem -out other/ca.pem
+openssl req -newkey rsa:2048 -nodes -subj /CN=client -keyout other/key.pem -out other/client.csr
+openssl x509 -req -days 2 -in other/client.csr -CA other/ca.pem -CAkey other/ca-key.pem -CAcreateserial -extfile client.ext -out other/cert.pem
+cp ca.pem other/server-ca.pem
+"#,
+        dir = dir.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &sh])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn remote_tls_needs_a_client_certificate_of_the_ca() -> Result<()> {
+    let certs = capsa_tests::cleanup::TempDir::new("daemon-certs")?;
+    make_certificates(certs.path())?;
+    let port = capsa_tests::registry::free_port()?;
+    let c = |f: &str| certs.path().join(f).to_string_lossy().into_owned();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let d = Daemon::start_with(
+        "daemon-tls",
+        &[
+            "-H",
+            &tcp,
+            "--tlsverify",
+            "--tlscacert",
+            &c("ca.pem"),
+            "--tlscert",
+            &c("server-cert.pem"),
+            "--tlskey",
+            &c("server-key.pem"),
+        ],
+    )?;
+    let docker =
+        |args: &[&str], env: &[(&str, String)]| -> Result<capsa_tests::runtime::CmdOutput> {
+            let mut cmd = std::process::Command::new(&d.docker);
+            cmd.env("DOCKER_CONFIG", d.dir().join("docker-config"))
+                .env_remove("DOCKER_TLS_VERIFY")
+                .env_remove("DOCKER_CERT_PATH")
+                .args(args)
+                .stdin(std::process::Stdio::null());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            capsa_tests::daemon::run_captured(
+                cmd,
+                &format!("docker {}", args.join(" ")),
+                &d.dir().join("io"),
+                Duration::from_secs(30),
+            )
+        };
+    // With the client certificate: works.
+    let ok = docker(
+        &[
+            "-H",
+            &tcp,
+            "--tlsverify",
+            "--tlscacert",
+            &c("ca.pem"),
+            "--tlscert",
+            &c("cert.pem"),
+            "--tlskey",
+            &c("key.pem"),
+            "version",
+            "--format",
+            "{{.Server.APIVersion}}",
+        ],
+        &[],
+    )?
+    .ok()?;
+    ensure!(ok.stdout.trim() == "1.47", "{ok}");
+    d.load_busybox("bb:1")?;
+    let env = [
+        ("DOCKER_HOST", tcp.clone()),
+        ("DOCKER_TLS_VERIFY", "1".into()),
+        (
+            "DOCKER_CERT_PATH",
+            certs.path().to_string_lossy().into_owned(),
+        ),
+    ];
+    let run = docker(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "bb:1",
+            "echo",
+            "over-tls",
+        ],
+        &env,
+    )?
+    .ok()?;
+    ensure!(run.stdout == "over-tls\n", "{run}");
+    // No client certificate, one from another CA, plain HTTP: refused.
+    let none = docker(
+        &["-H", &tcp, "--tls", "--tlscacert", &c("ca.pem"), "version"],
+        &[],
+    )?;
+    ensure!(
+        none.code() != 0 && !none.stdout.contains("Server"),
+        "no certificate: {none}"
+    );
+    let other = docker(
+        &[
+            "-H",
+            &tcp,
+            "--tlsverify",
+            "--tlscacert",
+            &c("ca.pem"),
+            "--tlscert",
+            &c("other/cert.pem"),
+            "--tlskey",
+            &c("other/key.pem"),
+            "version",
+        ],
+        &[],
+    )?;
+    ensure!(other.code() != 0, "another CA's certificate: {other}");
+    let plain = docker(&["-H", &tcp, "version"], &[])?;
+    ensure!(plain.code() != 0, "plain HTTP: {plain}");
+    // The capsa CLI as a TLS client.
+    let mut cmd = std::process::Command::new(&d.capsa);
+    cmd.args([
+        "-H",
+        &tcp,
+        "--tlsverify",
+        "--tlscacert",
+        &c("ca.pem"),
+        "--tlscert",
+        &c("cert.pem"),
+        "--tlskey",
+        &c("key.pem"),
+        "run",
+        "--rm",
+        "bb:1",
+        "echo",
+        "capsa-tls",
+    ])
+    .stdin(std::process::Stdio::null());
+    let capsa = capsa_tests::daemon::run_captured(
+        cmd,
+        "capsa over TLS",
+        &d.dir().join("io"),
+        Duration::from_secs(30),
+    )?
+    .ok()?;
+    ensure!(capsa.stdout == "capsa-tls\n", "{capsa}");
+    Ok(())
+}
+
+#[test]
+fn bad_requests_get_docker_errors_and_the_daemon_keeps_serving() -> Result<()> {
+    let mut d = Daemon::start("daemon-bad")?;
+    d.load_busybox("bb:1")?;
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "taken",
+        "--network",
+        "none",
+        "bb:1",
+        "sleep",
+        "300",
+    ])?
+    .ok()?;
+    let cases: &[(&str, &str, Option<&str>, u16, &str)] = &[
+        (
+            "POST",
+            "/containers/create",
+            Some("{not json"),
+            400,
+            "invalid JSON",
+        ),
+        (
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image": 5}"#),
+            400,
+            "container config",
+        ),
+        (
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image": "bb:1", "HostConfig": {"Memory": "lots"}}"#),
+            400,
+            "container config",
+        ),
+        (
+            "POST",
+            "/containers/create",
+            Some(r#"[]"#),
+            400,
+            "expected a JSON object",
+        ),
+        (
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image": "nosuch:9"}"#),
+            404,
+            "No such image: nosuch:9",
+        ),
+        (
+            "POST",
+            "/containers/create?name=taken",
+            Some(r#"{"Image": "bb:1"}"#),
+            409,
+            "already in use",
+        ),
+        (
+            "POST",
+            "/containers/create?name=bad%20name",
+            Some(r#"{"Image": "bb:1"}"#),
+            400,
+            "container name",
+        ),
+        (
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image": "bb:1", "HostConfig": {"Binds": ["../x:/x"]}}"#),
+            400,
+            "volume name",
+        ),
+        (
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image": "bb:1", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}"#),
+            400,
+            "restart policy",
+        ),
+        (
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image": "bb:1", "HostConfig": {"NetworkMode": "nosuchnet"}}"#),
+            400,
+            "network",
+        ),
+        (
+            "GET",
+            "/containers/nosuch/json",
+            None,
+            404,
+            "No such container: nosuch",
+        ),
+        (
+            "POST",
+            "/containers/nosuch/start",
+            None,
+            404,
+            "No such container",
+        ),
+        ("POST", "/containers/taken/start", None, 304, ""),
+        (
+            "POST",
+            "/containers/taken/kill?signal=SIGNOPE",
+            None,
+            400,
+            "signal",
+        ),
+        (
+            "POST",
+            "/containers/taken/wait?condition=sometime",
+            None,
+            400,
+            "wait condition",
+        ),
+        (
+            "DELETE",
+            "/containers/taken",
+            None,
+            409,
+            "running container",
+        ),
+        (
+            "GET",
+            "/containers/json?filters=%7Bbad",
+            None,
+            400,
+            "filters",
+        ),
+        (
+            "GET",
+            "/containers/json?filters=%7B%22colour%22%3A%5B%22red%22%5D%7D",
+            None,
+            400,
+            "invalid filter",
+        ),
+        (
+            "GET",
+            "/containers/taken/logs",
+            None,
+            400,
+            "choose at least one stream",
+        ),
+        (
+            "GET",
+            "/containers/taken/archive?path=/no/such",
+            None,
+            404,
+            "Could not find",
+        ),
+        (
+            "POST",
+            "/containers/taken/exec",
+            Some(r#"{"Cmd": []}"#),
+            400,
+            "no command",
+        ),
+        (
+            "POST",
+            "/exec/abc123/start",
+            Some("{}"),
+            404,
+            "No such exec instance",
+        ),
+        (
+            "GET",
+            "/exec/zz-not-hex/json",
+            None,
+            404,
+            "No such exec instance",
+        ),
+        ("GET", "/images/nosuch:1/json", None, 404, "No such image"),
+        (
+            "DELETE",
+            "/images/bb:1",
+            None,
+            409,
+            "is using its referenced image",
+        ),
+        ("POST", "/images/create", None, 400, "fromImage"),
+        (
+            "POST",
+            "/images/create?fromImage=UPPER%2FCase",
+            None,
+            400,
+            "reference",
+        ),
+        ("POST", "/images/load", Some("not a tarball"), 400, ""),
+        ("GET", "/volumes/nosuch", None, 404, "no such volume"),
+        (
+            "POST",
+            "/volumes/create",
+            Some(r#"{"Name": "-bad"}"#),
+            400,
+            "volume name",
+        ),
+        (
+            "POST",
+            "/volumes/create",
+            Some(r#"{"Name": "ok1", "Driver": "nfs"}"#),
+            400,
+            "local driver",
+        ),
+        ("GET", "/v1.99/version", None, 400, "too new"),
+        ("GET", "/v1.12/version", None, 400, "too old"),
+        ("GET", "/no/such/endpoint", None, 404, "page not found"),
+        ("GET", "/swarm", None, 503, "not a swarm manager"),
+        ("GET", "/services", None, 503, "not a swarm manager"),
+        (
+            "POST",
+            "/containers/taken/attach?stream=1&stdout=1",
+            None,
+            400,
+            "Upgrade",
+        ),
+    ];
+    for (method, path, body, status, message) in cases {
+        let (got, text) = d.curl(method, path, *body)?;
+        ensure!(
+            got == *status,
+            "{method} {path}: {got} {text} (expected {status})"
+        );
+        if !message.is_empty() {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{method} {path}: not JSON: {text}"))?;
+            let m = v["message"].as_str().unwrap_or_default();
+            ensure!(
+                m.contains(message),
+                "{method} {path}: {m:?} lacks {message:?}"
+            );
+        }
+    }
+    // A body larger than any JSON request is refused alone; a client gone mid-wait or
+    // mid-attach costs nothing; the daemon is still up and the container still runs.
+    let huge = "x".repeat(20 << 20);
+    let huge_file = d.dir().join("huge.json");
+    std::fs::write(&huge_file, &huge)?;
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "30",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+    ])
+    .arg(format!("@{}", huge_file.display()))
+    .arg("--unix-socket")
+    .arg(&d.socket)
+    .arg("http://capsa/containers/create");
+    let out = capsa_tests::daemon::run_captured(
+        cmd,
+        "curl huge",
+        &d.dir().join("io"),
+        Duration::from_secs(40),
+    )?;
+    ensure!(out.stdout.trim() == "413", "a 20 MiB body: {out}");
+    for path in [
+        "/containers/taken/wait",
+        "/containers/taken/attach?stream=1&stdout=1&stderr=1",
+    ] {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-s",
+            "--max-time",
+            "1",
+            "-X",
+            "POST",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: tcp",
+        ])
+        .arg("--unix-socket")
+        .arg(&d.socket)
+        .arg(format!("http://capsa{path}"));
+        let _ = capsa_tests::daemon::run_captured(
+            cmd,
+            "curl gone",
+            &d.dir().join("io"),
+            Duration::from_secs(10),
+        )?;
+    }
+    ensure!(d.alive(), "the daemon died: {}", d.log());
+    let (code, _) = d.curl("GET", "/_ping", None)?;
+    ensure!(code == 200, "ping after the bad requests");
+    let running = d
+        .docker(&["inspect", "-f", "{{.State.Running}}", "taken"])?
+        .ok()?;
+    ensure!(running.stdout.trim() == "true", "{running}");
+    // Old clients and unversioned paths.
+    let mut old = d.docker_command(&[
+        "version",
+        "--format",
+        "{{.Client.APIVersion}} {{.Server.APIVersion}}",
+    ]);
+    old.env("DOCKER_API_VERSION", "1.41");
+    let old = capsa_tests::daemon::run_captured(
+        old,
+        "docker version (1.41)",
+        &d.dir().join("io"),
+        Duration::from_secs(20),
+    )?
+    .ok()?;
+    ensure!(old.stdout.trim().starts_with("1.41"), "{old}");
+    let mut old_run = d.docker_command(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb:1",
+        "echo",
+        "old-client",
+    ]);
+    old_run.env("DOCKER_API_VERSION", "1.41");
+    let old_run = capsa_tests::daemon::run_captured(
+        old_run,
+        "docker run (1.41)",
+        &d.dir().join("io"),
+        Duration::from_secs(20),
+    )?
+    .ok()?;
+    ensure!(old_run.stdout == "old-client\n", "{old_run}");
+    let (code, body) = d.curl("GET", "/containers/json", None)?;
+    ensure!(
+        code == 200 && body.contains("taken"),
+        "unversioned: {code} {body}"
+    );
+    let (code, body) = d.curl("GET", "/v1.24/containers/json", None)?;
+    ensure!(
+        code == 200 && body.contains("taken"),
+        "v1.24: {code} {body}"
+    );
+    // Nothing half-made: the refused creates left no container and no volume.
+    let all = d.docker(&["ps", "-aq"])?.ok()?;
+    ensure!(all.stdout.lines().count() == 1, "{all}");
+    let vols = d.docker(&["volume", "ls", "-q"])?.ok()?;
+    ensure!(vols.stdout.trim().is_empty(), "{vols}");
+    // SIGTERM stops the daemon, not its containers.
+    let status = d.terminate()?;
+    ensure!(status.success(), "capsad exit after SIGTERM: {status}");
+    let still = d.capsa(&["inspect", "taken"])?.ok()?;
+    ensure!(still.stdout.contains("\"Running\": true"), "{still}");
+    Ok(())
+}

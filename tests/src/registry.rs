@@ -223,12 +223,37 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry on a free port and waits until `GET /v2/` answers 200.
     pub fn start() -> Result<Registry> {
+        Registry::start_inner(None)
+    }
+
+    /// Starts a registry that wants `user`/`password` (htpasswd, bcrypt) for every request.
+    pub fn start_with_login(user: &str, password: &str) -> Result<Registry> {
+        Registry::start_inner(Some((user, password)))
+    }
+
+    fn start_inner(login: Option<(&str, &str)>) -> Result<Registry> {
         ensure!(
             Path::new(DOCKER_REGISTRY).exists(),
             "{DOCKER_REGISTRY} not found: install Debian's docker-registry (scripts/install-deps.sh)"
         );
         let mut dir = TempDir::new("registry")?;
         fs::create_dir(dir.join("storage"))?;
+        let htpasswd = |dir: &TempDir| -> Result<String> {
+            let Some((user, password)) = login else {
+                return Ok(String::new());
+            };
+            let file = dir.join("htpasswd");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .context("htpasswd (apache2-utils)")?;
+            ensure!(out.status.success(), "htpasswd failed");
+            fs::write(&file, out.stdout)?;
+            Ok(format!(
+                "auth:\n  htpasswd:\n    realm: capsa-test\n    path: {}\n",
+                file.display()
+            ))
+        };
         // Another process may take the port between free_port() and the registry's bind: then the
         // registry exits at once, and we try again with another port.
         let mut last_error = None;
@@ -240,8 +265,9 @@ impl Registry {
                 format!(
                     "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: 127.0.0.1:{port}\n",
-                    dir.join("storage").display()
+                     http:\n  addr: 127.0.0.1:{port}\n{}",
+                    dir.join("storage").display(),
+                    htpasswd(&dir)?
                 ),
             )?;
             let log = fs::File::create(dir.join("registry.log"))?;
@@ -302,7 +328,15 @@ impl Registry {
         }
         let mut response = String::new();
         let _ = stream.read_to_string(&mut response);
-        response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+        // 401: a registry that wants a login answers, too.
+        [
+            "HTTP/1.1 200",
+            "HTTP/1.0 200",
+            "HTTP/1.1 401",
+            "HTTP/1.0 401",
+        ]
+        .iter()
+        .any(|s| response.starts_with(s))
     }
 
     /// `127.0.0.1:PORT`, the registry's host part in image references.
