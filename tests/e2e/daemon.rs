@@ -1554,3 +1554,92 @@ fn bad_requests_get_docker_errors_and_the_daemon_keeps_serving() -> Result<()> {
     ensure!(still.stdout.contains("\"Running\": true"), "{still}");
     Ok(())
 }
+
+/// The repository's `tests/python`.
+fn python_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+#[test]
+fn docker_py_drives_capsad() -> Result<()> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
+    ensure!(
+        python.exists(),
+        "{}: run scripts/install-deps.sh (it makes the docker-py venv)",
+        python.display()
+    );
+    let d = Daemon::start("daemon-py")?;
+    d.load_busybox("bb:1")?;
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(python_dir().join("docker_api.py"))
+        .env("DOCKER_HOST", d.host())
+        .stdin(std::process::Stdio::null());
+    let out = capsa_tests::daemon::run_captured(
+        cmd,
+        "docker_api.py",
+        &d.dir().join("io"),
+        Duration::from_secs(120),
+    )?;
+    ensure!(
+        out.success() && out.stdout.contains("all checks passed"),
+        "{out}\n--- capsad ---\n{}",
+        d.log()
+    );
+    Ok(())
+}
+
+#[test]
+fn docker_compose_brings_up_two_services_with_a_named_volume() -> Result<()> {
+    let d = Daemon::start("daemon-compose")?;
+    d.load_busybox("bb:1")?;
+    let compose = |args: &[&str]| -> Result<capsa_tests::runtime::CmdOutput> {
+        let mut cmd = std::process::Command::new("docker-compose");
+        cmd.arg("-p")
+            .arg("capsatest")
+            .arg("-f")
+            .arg(python_dir().join("compose.yml"))
+            .args(args)
+            .env("DOCKER_HOST", d.host())
+            .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
+            .env("DOCKER_CONFIG", d.dir().join("docker-config"))
+            .stdin(std::process::Stdio::null());
+        capsa_tests::daemon::run_captured(
+            cmd,
+            &format!("docker-compose {}", args.join(" ")),
+            &d.dir().join("io"),
+            Duration::from_secs(90),
+        )
+    };
+    compose(&["up", "-d"])?.ok()?;
+    let ps = d
+        .docker(&["ps", "--format", "{{.Names}} {{.State}}"])?
+        .ok()?;
+    let mut lines: Vec<&str> = ps.stdout.lines().collect();
+    lines.sort();
+    ensure!(
+        lines == ["capsatest_reader_1 running", "capsatest_writer_1 running"],
+        "{ps}"
+    );
+    let vols = d.docker(&["volume", "ls", "-q"])?.ok()?;
+    ensure!(vols.stdout.trim() == "capsatest_shared", "{vols}");
+    let read = eventually(Duration::from_secs(10), || {
+        Ok(compose(&["logs", "reader"])?
+            .stdout
+            .contains("hello-from-writer"))
+    })?;
+    ensure!(read, "{}", compose(&["logs"])?);
+    let listed = compose(&["ps"])?.ok()?;
+    ensure!(
+        listed.stdout.contains("capsatest_writer_1") && listed.stdout.contains("Up"),
+        "{listed}"
+    );
+    let exec = compose(&["exec", "-T", "writer", "cat", "/shared/msg"])?.ok()?;
+    ensure!(exec.stdout.trim() == "hello-from-writer", "{exec}");
+    compose(&["stop", "-t", "1"])?.ok()?;
+    compose(&["down", "-v"])?.ok()?;
+    let none = d.docker(&["ps", "-aq"])?.ok()?;
+    ensure!(none.stdout.is_empty(), "{none}");
+    let vols = d.docker(&["volume", "ls", "-q"])?.ok()?;
+    ensure!(vols.stdout.trim().is_empty(), "{vols}");
+    Ok(())
+}

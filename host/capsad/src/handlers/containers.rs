@@ -250,7 +250,8 @@ pub async fn stats(ctx: Ctx, id: &str) -> Reply {
             }
             let Ok(now) = d.engine.sample(&c) else { return };
             let v = api::stats::stats_json(&c.name, &c.id, &now, Some(&before));
-            if out.write_all(v.to_string().as_bytes()).is_err() || out.write_all(b"\n").is_err() {
+            // One chunk per object, newline included: clients split the stream on chunks.
+            if out.write_all(format!("{v}\n").as_bytes()).is_err() {
                 return;
             }
             before = now;
@@ -488,8 +489,7 @@ pub async fn wait(ctx: Ctx, id: &str) -> Reply {
             Ok(code) => json!({ "StatusCode": code, "Error": Value::Null }),
             Err(e) => json!({ "StatusCode": -1, "Error": { "Message": e.to_string() } }),
         };
-        let _ = out.write_all(v.to_string().as_bytes());
-        let _ = out.write_all(b"\n");
+        let _ = out.write_all(format!("{v}\n").as_bytes());
     });
     let mut r = Response::new(body);
     r.headers_mut()

@@ -128,8 +128,7 @@ impl JsonProgress {
             let _ = tx.send(());
         }
         if let Ok(mut out) = self.out.lock() {
-            let _ = out.write_all(v.to_string().as_bytes());
-            let _ = out.write_all(b"\r\n");
+            let _ = out.write_all(format!("{v}\r\n").as_bytes());
         }
     }
 }

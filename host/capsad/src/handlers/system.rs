@@ -139,9 +139,13 @@ pub async fn events(ctx: Ctx) -> Reply {
             if until.is_some_and(|u| e.time_nano >= u) {
                 break;
             }
+            // One chunk per event, newline included: clients split the stream on chunks.
             if filter.accepts(&e)
-                && let Ok(line) = serde_json::to_vec(&e)
-                && (out.write_all(&line).is_err() || out.write_all(b"\n").is_err())
+                && let Ok(mut line) = serde_json::to_vec(&e)
+                && {
+                    line.push(b'\n');
+                    out.write_all(&line).is_err()
+                }
             {
                 break;
             }
