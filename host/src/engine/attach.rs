@@ -92,7 +92,7 @@ pub fn parse_detach_keys(text: &str) -> Result<Vec<u8>> {
     for part in text.split(',') {
         let p = part.trim();
         let key = if let Some(c) = p.strip_prefix("ctrl-") {
-            let b = match c.as_bytes() {
+            match c.as_bytes() {
                 [b @ b'a'..=b'z'] => b - b'a' + 1,
                 [b'@'] => 0,
                 [b'['] => 27,
@@ -106,8 +106,7 @@ pub fn parse_detach_keys(text: &str) -> Result<Vec<u8>> {
                         format!("unknown key {p:?}"),
                     ));
                 }
-            };
-            b
+            }
         } else if p.len() == 1 {
             p.as_bytes()[0]
         } else {

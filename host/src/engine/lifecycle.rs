@@ -927,9 +927,9 @@ impl Engine {
         let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
         validate_name(new_name)?;
         if new_name == c.name {
-            return Err(EngineError::Conflict(format!(
-                "Renaming a container with the same name as its current name"
-            )));
+            return Err(EngineError::Conflict(
+                "Renaming a container with the same name as its current name".to_owned(),
+            ));
         }
         let _lock = self.records_lock()?;
         if let Some(other) = self.containers()?.iter().find(|o| o.name == new_name) {

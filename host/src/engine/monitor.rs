@@ -132,8 +132,8 @@ pub(crate) fn spawn(engine: &Engine, c: &ContainerRecord, attach: Vec<OwnedFd>) 
                 }
                 temps[i] = t;
             }
-            for i in 0..sources.len().min(temps.len()) {
-                if libc::dup2(temps[i], 3 + i as RawFd) < 0 {
+            for (i, t) in temps.iter().take(sources.len()).enumerate() {
+                if libc::dup2(*t, 3 + i as RawFd) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -767,11 +767,7 @@ impl<'a> Monitor<'a> {
                     1 => self.pump(p, i),
                     2 => self.accept(p),
                     3 => write_stdin(p),
-                    4 => {
-                        if !self.serve_client(p, i, revents) {
-                            drop_clients.push(i);
-                        }
-                    }
+                    4 if !self.serve_client(p, i, revents) => drop_clients.push(i),
                     5 | 6 => {}
                     _ => {}
                 }
@@ -1180,10 +1176,7 @@ impl Engine {
         let Ok(file) = std::fs::File::open(&path) else {
             return false;
         };
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
-            Ok(_) => false,
-            Err(_) => true,
-        }
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock).is_err()
     }
 
     /// Marks the container as stopped by a user (its monitor will not restart it), or clears

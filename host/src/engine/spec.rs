@@ -812,7 +812,7 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
             "not supported yet",
         ));
     }
-    for (k, _) in &options.sysctls {
+    for k in options.sysctls.keys() {
         let namespaced = k.starts_with("net.")
             || k.starts_with("fs.mqueue.")
             || matches!(

@@ -151,10 +151,10 @@ pub async fn start(ctx: Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
             let mut child = child;
             // A detached terminal: take the master so the helper can go on, keep it for resize.
             if let Some((p, listener)) = path {
-                if let Ok(master) = receive_master(&listener) {
-                    if let Ok(mut m) = d2.exec_terminals.lock() {
-                        m.insert(r.id.clone(), Arc::new(master));
-                    }
+                if let Ok(master) = receive_master(&listener)
+                    && let Ok(mut m) = d2.exec_terminals.lock()
+                {
+                    m.insert(r.id.clone(), Arc::new(master));
                 }
                 let _ = std::fs::remove_file(p);
             }
@@ -274,8 +274,8 @@ async fn run_pipes(
     let client_w = Arc::new(tokio::sync::Mutex::new(client_w));
     let mut tasks = Vec::new();
     for (pipe, stream_no, wanted) in [
-        (child.stdout.take().map(|p| OwnedFd::from(p)), 1u8, want_out),
-        (child.stderr.take().map(|p| OwnedFd::from(p)), 2u8, want_err),
+        (child.stdout.take().map(OwnedFd::from), 1u8, want_out),
+        (child.stderr.take().map(OwnedFd::from), 2u8, want_err),
     ] {
         let Some(fd) = pipe else { continue };
         let w = client_w.clone();

@@ -140,11 +140,7 @@ fn short(d: &Digest) -> String {
 /// dockerd's progress bar text.
 fn bar(current: u64, total: u64) -> String {
     let width = 50;
-    let filled = if total > 0 {
-        (current.min(total) * width / total) as usize
-    } else {
-        0
-    };
+    let filled = (current.min(total) * width).checked_div(total).unwrap_or(0) as usize;
     let mib = |b: u64| format!("{:.1}MB", b as f64 / 1e6);
     format!(
         "[{}>{}] {}/{}",

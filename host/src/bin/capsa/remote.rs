@@ -251,7 +251,7 @@ impl Remote {
                         Err(e) => bail!("poll: {e}"),
                     }
                     let hit = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                    ready_conn = hit(&fds[0]);
+                    ready_conn = fds.first().is_some_and(hit);
                     ready_in = fds.get(1).is_some_and(hit);
                 }
                 if tty {
