@@ -1493,6 +1493,21 @@ fn bad_requests_get_docker_errors_and_the_daemon_keeps_serving() -> Result<()> {
         )?;
     }
     ensure!(d.alive(), "the daemon died: {}", d.log());
+    // No thread outlives its request: the blocking pool's idle threads go within seconds.
+    let threads = |pid: i32| -> Result<usize> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        Ok(status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    };
+    let pid = d.pid().context("the daemon's pid")?;
+    ensure!(
+        eventually(Duration::from_secs(15), || Ok(threads(pid)? <= 3))?,
+        "threads left after the bad requests: {}",
+        threads(pid)?
+    );
     let (code, _) = d.curl("GET", "/_ping", None)?;
     ensure!(code == 200, "ping after the bad requests");
     let running = d
@@ -1641,5 +1656,186 @@ fn docker_compose_brings_up_two_services_with_a_named_volume() -> Result<()> {
     ensure!(none.stdout.is_empty(), "{none}");
     let vols = d.docker(&["volume", "ls", "-q"])?.ok()?;
     ensure!(vols.stdout.trim().is_empty(), "{vols}");
+    Ok(())
+}
+
+#[test]
+fn docker_image_and_container_verbs_round_trip() -> Result<()> {
+    let d = Daemon::start("daemon-verbs")?;
+    d.load_busybox("bb:1")?;
+    // save, rmi, load: the same image id back.
+    let id = d
+        .docker(&["inspect", "-f", "{{.Id}}", "bb:1"])?
+        .ok()?
+        .stdout
+        .trim()
+        .to_owned();
+    let saved = d.dir().join("saved.tar");
+    let s = saved.to_string_lossy().into_owned();
+    d.docker(&["save", "-o", &s, "bb:1"])?.ok()?;
+    d.docker(&["rmi", "bb:1"])?.ok()?;
+    let loaded = d.docker(&["load", "-i", &s])?.ok()?;
+    ensure!(loaded.stdout.contains("Loaded image: bb:1"), "{loaded}");
+    let again = d.docker(&["inspect", "-f", "{{.Id}}", "bb:1"])?.ok()?;
+    ensure!(again.stdout.trim() == id, "{again}");
+    let history = d
+        .docker(&["history", "--format", "{{.CreatedBy}}", "bb:1"])?
+        .ok()?;
+    ensure!(!history.stdout.trim().is_empty(), "{history}");
+    // commit a change with -c, export, import.
+    d.docker(&[
+        "run",
+        "--name",
+        "changer",
+        "--network",
+        "none",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo made > /made",
+    ])?
+    .ok()?;
+    let diff = d.docker(&["diff", "changer"])?.ok()?;
+    ensure!(diff.stdout.lines().any(|l| l == "A /made"), "{diff}");
+    d.docker(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/made\"]",
+        "-m",
+        "a change",
+        "changer",
+        "bb:committed",
+    ])?
+    .ok()?;
+    let run = d
+        .docker(&["run", "--rm", "--network", "none", "bb:committed"])?
+        .ok()?;
+    ensure!(run.stdout == "made\n", "{run}");
+    let exported = d.dir().join("export.tar");
+    let e = exported.to_string_lossy().into_owned();
+    d.docker(&["export", "-o", &e, "changer"])?.ok()?;
+    let listing = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&exported)
+        .output()?;
+    let names = String::from_utf8_lossy(&listing.stdout);
+    ensure!(
+        names.lines().any(|l| l.trim_start_matches("./") == "made")
+            && names.lines().any(|l| l.contains("bin/busybox")),
+        "export: {names}"
+    );
+    let imported = d
+        .docker_with_stdin(&["import", "-", "bb:imported"], &exported)?
+        .ok()?;
+    ensure!(imported.stdout.trim().starts_with("sha256:"), "{imported}");
+    let run = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "bb:imported",
+            "cat",
+            "/made",
+        ])?
+        .ok()?;
+    ensure!(run.stdout == "made\n", "{run}");
+    // rename, update, pause/unpause.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "old-name",
+        "--network",
+        "none",
+        "bb:1",
+        "sleep",
+        "300",
+    ])?
+    .ok()?;
+    d.docker(&["rename", "old-name", "new-name"])?.ok()?;
+    let renamed = d.docker(&["ps", "--format", "{{.Names}}"])?.ok()?;
+    ensure!(renamed.stdout.trim() == "new-name", "{renamed}");
+    d.docker(&[
+        "update",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "64m",
+        "--pids-limit",
+        "50",
+        "new-name",
+    ])?
+    .ok()?;
+    let limits = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+            "new-name",
+        ])?
+        .ok()?;
+    ensure!(limits.stdout.trim() == "67108864 50", "{limits}");
+    let stats = d
+        .docker(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.MemUsage}}",
+            "new-name",
+        ])?
+        .ok()?;
+    ensure!(
+        stats.stdout.contains("/ 64MiB"),
+        "the new limit holds: {stats}"
+    );
+    d.docker(&["pause", "new-name"])?.ok()?;
+    let paused = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}}",
+            "new-name",
+        ])?
+        .ok()?;
+    ensure!(paused.stdout.trim() == "paused true", "{paused}");
+    let ps = d.docker(&["ps", "--format", "{{.Status}}"])?.ok()?;
+    ensure!(ps.stdout.contains("(Paused)"), "{ps}");
+    d.docker(&["unpause", "new-name"])?.ok()?;
+    // docker run -it under a terminal: the shell's output and exit code.
+    let script = format!(
+        "(sleep 1; printf 'echo in-tty-$((2+3)); exit 6\\r') | script -eqc 'stty rows 24 cols 80; DOCKER_HOST={} DOCKER_CONFIG={} {} run -it --rm --network none bb:1 sh' /dev/null",
+        d.host(),
+        d.dir().join("docker-config").display(),
+        d.docker.display()
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]).stdin(std::process::Stdio::null());
+    let tty = capsa_tests::daemon::run_captured(
+        cmd,
+        "docker run -it",
+        &d.dir().join("io"),
+        Duration::from_secs(30),
+    )?;
+    ensure!(tty.code() == 6 && tty.stdout.contains("in-tty-5"), "{tty}");
+    // system df, prunes.
+    let df = d
+        .docker(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"])?
+        .ok()?;
+    ensure!(
+        df.stdout.contains("Images 3") && df.stdout.contains("Containers 2"),
+        "{df}"
+    );
+    d.docker(&["rm", "-f", "new-name"])?.ok()?;
+    let pruned = d.docker(&["container", "prune", "-f"])?.ok()?;
+    ensure!(pruned.stdout.contains("Total reclaimed space"), "{pruned}");
+    let left = d.docker(&["ps", "-aq"])?.ok()?;
+    ensure!(left.stdout.is_empty(), "{left}");
+    d.docker(&["image", "prune", "-af"])?.ok()?;
+    let images = d.docker(&["images", "-q"])?.ok()?;
+    ensure!(
+        images.stdout.is_empty(),
+        "every unused image pruned: {images}"
+    );
     Ok(())
 }

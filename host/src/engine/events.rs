@@ -157,6 +157,43 @@ impl Engine {
     }
 }
 
+/// Closing an inotify descriptor waits for an SRCU grace period in the kernel (fsnotify group
+/// teardown: ~10 ms here). A multi-threaded process (the daemon) hands its readers'
+/// descriptors to one closer thread, so a `wait` answers as soon as it has its event, not after
+/// the close; a single-threaded one (the CLI, which must start no thread) closes in place.
+fn close_later(inotify: Inotify) {
+    static CLOSER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Inotify>>> =
+        std::sync::OnceLock::new();
+    if crate::sys::proc::thread_count() <= 1 {
+        drop(inotify);
+        return;
+    }
+    let sender = CLOSER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Inotify>();
+        let _ = std::thread::Builder::new()
+            .name("inotify-closer".into())
+            .spawn(move || {
+                for i in rx {
+                    drop(i);
+                }
+            });
+        std::sync::Mutex::new(tx)
+    });
+    if let Ok(tx) = sender.lock()
+        && let Err(std::sync::mpsc::SendError(i)) = tx.send(inotify)
+    {
+        drop(i);
+    }
+}
+
+impl Drop for EventReader {
+    fn drop(&mut self) {
+        if let Some(i) = self.inotify.take() {
+            close_later(i);
+        }
+    }
+}
+
 /// Reads the event log from a point in time and follows it: the rotated file first, then the
 /// current one, then whatever is appended (woken by inotify on the state dir).
 pub struct EventReader {

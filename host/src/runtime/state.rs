@@ -110,9 +110,21 @@ impl Record {
         let Some(cgroup) = &self.cgroup else {
             return false;
         };
-        cgroup.all_dirs().any(|dir| {
-            std::fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
-                || std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+        // Only the freezer hierarchy (v1) and the unified one (v2) can say: reading the file in
+        // every other hierarchy would cost a failed open each (`ps` asks for every container).
+        let v1 = cgroup
+            .dirs
+            .iter()
+            .filter(|d| {
+                d.components()
+                    .any(|c| c.as_os_str().to_string_lossy().contains("freezer"))
+            })
+            .any(|dir| {
+                std::fs::read_to_string(dir.join("freezer.state"))
+                    .is_ok_and(|s| s.trim() == "FROZEN")
+            });
+        v1 || cgroup.unified.as_ref().is_some_and(|dir| {
+            std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
         })
     }
 

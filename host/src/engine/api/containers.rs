@@ -82,7 +82,11 @@ pub fn labels(c: &ContainerRecord) -> BTreeMap<String, String> {
 
 /// One entry of `GET /containers/json`.
 pub fn summary(engine: &Engine, c: &ContainerRecord, size: bool) -> Value {
-    let (state, _) = engine.state(c);
+    summary_in(engine, c, engine.state(c).0, size)
+}
+
+/// [`summary`] with the state already known.
+fn summary_in(engine: &Engine, c: &ContainerRecord, state: State, size: bool) -> Value {
     let mounts: Vec<Value> = c.mounts.iter().map(|m| json!(m)).collect();
     let mut v = json!({
         "Id": c.id,
@@ -233,7 +237,7 @@ pub fn list(
             && before.as_ref().is_none_or(|b| c.created < *b)
             && since.as_ref().is_none_or(|s| c.created > *s);
         if keep {
-            out.push(summary(engine, c, size));
+            out.push(summary_in(engine, c, state, size));
         }
         if limit.is_some_and(|l| l > 0 && out.len() >= l) {
             break;
