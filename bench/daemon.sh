@@ -97,11 +97,21 @@ if [ "${SKIP_PODMAN:-0}" != 1 ] && command -v podman >/dev/null; then
 	fi
 fi
 
+ready=""
 for s in $DAEMONS; do
 	DOCKER_HOST=unix://$W/$s.sock docker load -q -i "$W/bench.tar" >/dev/null
-	# One run each first: a daemon that cannot run the image is reported, not measured.
-	DOCKER_HOST=unix://$W/$s.sock docker run --rm --network none --ulimit nofile=1024:1024 bench:1 true
+	# One run each first: a daemon that cannot run the image is reported, not measured (capsad
+	# and dockerd must run it; the optional podman service is skipped).
+	if DOCKER_HOST=unix://$W/$s.sock docker run --rm --network none --ulimit nofile=1024:1024 bench:1 true 2>"$W/$s.first"; then
+		ready="$ready $s"
+	elif [ "$s" = podman ]; then
+		echo "bench/daemon.sh: podman's service cannot do docker run here ($(cat "$W/$s.first")); skipped"
+	else
+		echo "bench/daemon.sh: $s cannot run the image: $(cat "$W/$s.first")" >&2
+		exit 1
+	fi
 done
+DAEMONS=$ready
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 sum_rss() { t=0; for p in "$@"; do t=$((t + $(rss_kb "$p"))); done; echo "$t"; }

@@ -647,7 +647,7 @@ fn restart_policies_and_healthchecks_are_the_monitors_job() -> Result<()> {
         "echo run; exit 3",
     ])?
     .ok()?;
-    let done = eventually(Duration::from_secs(15), || {
+    let done = eventually(Duration::from_secs(60), || {
         let s = d
             .docker(&[
                 "inspect",
@@ -677,7 +677,7 @@ fn restart_policies_and_healthchecks_are_the_monitors_job() -> Result<()> {
         "sleep 0.2; exit 1",
     ])?
     .ok()?;
-    let restarted = eventually(Duration::from_secs(15), || {
+    let restarted = eventually(Duration::from_secs(60), || {
         let n = d
             .docker(&["inspect", "-f", "{{.RestartCount}}", "always"])?
             .stdout;
@@ -697,7 +697,8 @@ fn restart_policies_and_healthchecks_are_the_monitors_job() -> Result<()> {
         still.stdout.trim() == "exited",
         "a stopped always container came back: {still}"
     );
-    // Health: starting, healthy once the file exists, unhealthy after two failures.
+    // Health: starting (failures in the start period do not count), healthy once the file
+    // exists, unhealthy after two failures once it has been healthy.
     d.docker(&[
         "run",
         "-d",
@@ -711,10 +712,11 @@ fn restart_policies_and_healthchecks_are_the_monitors_job() -> Result<()> {
         "200ms",
         "--health-retries",
         "2",
+        "--health-start-period",
+        "10m",
         "bb:1",
-        "sh",
-        "-c",
-        "sleep 1; touch /tmp/ok; sleep 2; rm /tmp/ok; sleep 300",
+        "sleep",
+        "300",
     ])?
     .ok()?;
     let status = |d: &Daemon| -> Result<String> {
@@ -725,12 +727,14 @@ fn restart_policies_and_healthchecks_are_the_monitors_job() -> Result<()> {
                 .to_owned(),
         )
     };
+    std::thread::sleep(Duration::from_secs(1));
     ensure!(
         status(&d)? == "starting",
-        "a new container's health is starting"
+        "failing probes in the start period leave it starting"
     );
+    d.docker(&["exec", "hc", "touch", "/tmp/ok"])?.ok()?;
     ensure!(
-        eventually(Duration::from_secs(10), || Ok(status(&d)? == "healthy"))?,
+        eventually(Duration::from_secs(20), || Ok(status(&d)? == "healthy"))?,
         "never healthy"
     );
     let ps = d
@@ -746,8 +750,9 @@ fn restart_policies_and_healthchecks_are_the_monitors_job() -> Result<()> {
         ps.stdout.starts_with("hc Up") && ps.stdout.contains("(healthy)"),
         "{ps}"
     );
+    d.docker(&["exec", "hc", "rm", "/tmp/ok"])?.ok()?;
     ensure!(
-        eventually(Duration::from_secs(10), || Ok(status(&d)? == "unhealthy"))?,
+        eventually(Duration::from_secs(20), || Ok(status(&d)? == "unhealthy"))?,
         "never unhealthy"
     );
     let log = d
@@ -1837,5 +1842,141 @@ fn docker_image_and_container_verbs_round_trip() -> Result<()> {
         images.stdout.is_empty(),
         "every unused image pruned: {images}"
     );
+    Ok(())
+}
+
+#[test]
+fn docker_run_flags_reach_the_container() -> Result<()> {
+    let d = Daemon::start("daemon-flags")?;
+    d.load_busybox("bb:1")?;
+    let run = |args: &[&str]| -> Result<String> {
+        let mut all = vec!["run", "--rm", "--network", "none"];
+        all.extend_from_slice(args);
+        Ok(d.docker(&all)?.ok()?.stdout)
+    };
+    // Environment, user, working dir, hostname, entrypoint.
+    let out = run(&[
+        "-e",
+        "A=1",
+        "-u",
+        "1000:1000",
+        "-w",
+        "/tmp",
+        "--hostname",
+        "box",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo $A $(id -u):$(id -g) $(pwd) $(hostname)",
+    ])?;
+    ensure!(out.trim() == "1 1000:1000 /tmp box", "{out}");
+    let out = run(&["--entrypoint", "echo", "bb:1", "from", "entrypoint"])?;
+    ensure!(out.trim() == "from entrypoint", "{out}");
+    // /etc/hosts and resolv.conf from --add-host and --dns.
+    let out = run(&[
+        "--add-host",
+        "db.local:10.1.2.3",
+        "--dns",
+        "127.0.0.53",
+        "--dns-search",
+        "corp.test",
+        "bb:1",
+        "sh",
+        "-c",
+        "grep db.local /etc/hosts; cat /etc/resolv.conf",
+    ])?;
+    ensure!(
+        out.contains("10.1.2.3\tdb.local")
+            && out.contains("nameserver 127.0.0.53")
+            && out.contains("search corp.test"),
+        "{out}"
+    );
+    // Read-only root with a tmpfs, capabilities dropped, a memory limit, pids limit.
+    let ro = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "bb:1",
+        "sh",
+        "-c",
+        "touch /scratch/ok && touch /nope",
+    ])?;
+    ensure!(ro.code() != 0 && ro.stderr.contains("Read-only"), "{ro}");
+    let caps = run(&[
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHOWN",
+        "bb:1",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ])?;
+    ensure!(caps.contains("0000000000000001"), "only CAP_CHOWN: {caps}");
+    let mem = run(&[
+        "-m",
+        "32m",
+        "--pids-limit",
+        "20",
+        "bb:1",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ])?;
+    ensure!(mem.trim() == "33554432", "{mem}");
+    // --init: a tiny init is pid 1 and the payload its child.
+    let init = run(&["--init", "bb:1", "sh", "-c", "cat /proc/1/comm; echo $$"])?;
+    let lines: Vec<&str> = init.lines().collect();
+    ensure!(
+        lines.len() == 2 && lines[0] != "sh" && lines[1] != "1",
+        "{init}"
+    );
+    // --ulimit, --sysctl, --shm-size.
+    let out = run(&[
+        "--ulimit",
+        "nofile=512:512",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--shm-size",
+        "8m",
+        "bb:1",
+        "sh",
+        "-c",
+        "ulimit -n; cat /proc/sys/net/ipv4/ip_forward; df -k /dev/shm | tail -1",
+    ])?;
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(
+        lines.first() == Some(&"512")
+            && lines.get(1) == Some(&"1")
+            && lines.get(2).is_some_and(|l| l.contains("8192")),
+        "{out}"
+    );
+    // Refused clearly: what is not built yet.
+    let privileged = d.docker(&["run", "--rm", "--privileged", "bb:1", "true"])?;
+    ensure!(
+        privileged.code() != 0 && privileged.stderr.contains("--privileged"),
+        "{privileged}"
+    );
+    let net = d.docker(&["run", "--rm", "--network", "mynet", "bb:1", "true"])?;
+    ensure!(net.code() != 0 && net.stderr.contains("mynet"), "{net}");
+    // Published ports are kept (and shown) until bridge networking serves them.
+    let id = d
+        .docker(&["create", "-p", "127.0.0.1:8080:80", "bb:1", "true"])?
+        .ok()?
+        .stdout
+        .trim()
+        .to_owned();
+    let ports = d
+        .docker(&["inspect", "-f", "{{json .HostConfig.PortBindings}}", &id])?
+        .ok()?;
+    ensure!(
+        ports.stdout.contains("\"80/tcp\"") && ports.stdout.contains("8080"),
+        "{ports}"
+    );
+    d.docker(&["rm", &id])?.ok()?;
     Ok(())
 }

@@ -351,6 +351,8 @@ struct Checker {
     next: Instant,
     probe: Option<Probe>,
     started: Instant,
+    /// A probe succeeded: the start period is over (Docker's rule), failures count from now.
+    succeeded: bool,
 }
 
 impl Checker {
@@ -369,7 +371,8 @@ impl Checker {
         })
     }
     fn in_start_period(&self) -> bool {
-        self.started.elapsed() < Duration::from_nanos(self.check.start_period.max(0) as u64)
+        !self.succeeded
+            && self.started.elapsed() < Duration::from_nanos(self.check.start_period.max(0) as u64)
     }
     /// The wait before the next probe: the start interval during the start period (when set),
     /// else the interval.
@@ -581,6 +584,7 @@ impl<'a> Monitor<'a> {
             next: Instant::now(),
             probe: None,
             started: Instant::now(),
+            succeeded: false,
         };
         checker.next = Instant::now() + checker.gap();
         Some(checker)
@@ -1035,6 +1039,7 @@ impl<'a> Monitor<'a> {
         if code == 0 {
             ch.health.failing_streak = 0;
             ch.health.status = "healthy".into();
+            ch.succeeded = true;
         } else if !ch.in_start_period() {
             ch.health.failing_streak += 1;
             if ch.health.failing_streak >= retries {
