@@ -261,3 +261,24 @@ impl Drop for Guard {
         }
     }
 }
+
+/// Removes what an engine test left besides its containers: processes of its temp dir (root
+/// or cwd inside it, or `root` on their command line: monitors), its cgroup parent, and every
+/// mount below its dir. Shared by the engine and daemon harnesses' drops.
+pub fn engine_leftovers(dir: &Path, root: &Path, cgroup_parent: &str) {
+    let root = root.to_string_lossy().into_owned();
+    for pid in crate::context::processes_of(dir, &root) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    if let Err(e) = remove_cgroup(cgroup_parent) {
+        eprintln!("capsa-tests: cgroup {cgroup_parent}: {e:#}");
+    }
+    let mut mounts = mounts_below(dir);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}

@@ -227,21 +227,7 @@ impl Drop for EngineContext {
                 let _ = self.capsa(&["rm", "-f", id]);
             }
         }
-        let root = self.root.to_string_lossy().into_owned();
-        for pid in crate::context::processes_of(self.dir(), &root) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        if let Err(e) = cleanup::remove_cgroup(&self.cgroup_parent) {
-            eprintln!("capsa-tests: cgroup {}: {e:#}", self.cgroup_parent);
-        }
-        let mut mounts = cleanup::mounts_below(self.dir());
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        cleanup::engine_leftovers(self.dir(), &self.root, &self.cgroup_parent);
     }
 }
 

@@ -197,6 +197,28 @@ impl Engine {
     }
 }
 
+/// Sets a pty's window size (TIOCSWINSZ on its master): the monitor's terminals and the
+/// daemon's exec terminals.
+pub fn set_window_size(
+    master: &impl std::os::fd::AsRawFd,
+    rows: u16,
+    cols: u16,
+) -> std::io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which is valid for the call.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Writes the hello line.
 pub fn send_hello(stream: &mut impl Write, hello: &Hello) -> Result<()> {
     let mut line = serde_json::to_vec(hello).map_err(|e| invalid("attach", e.to_string()))?;

@@ -181,12 +181,12 @@ impl Engine {
     /// The container an id, unique id prefix or name names.
     pub fn container(&self, name_or_id: &str) -> Result<ContainerRecord> {
         // A full id is one file to read, not a scan of every record.
-        if name_or_id.len() == 64 && name_or_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            if let Ok(c) =
+        if name_or_id.len() == 64
+            && name_or_id.bytes().all(|b| b.is_ascii_hexdigit())
+            && let Ok(c) =
                 read_json::<ContainerRecord>(&self.container_dir(name_or_id).join("container.json"))
-            {
-                return Ok(c);
-            }
+        {
+            return Ok(c);
         }
         let all = self.containers()?;
         if let Some(c) = all

@@ -880,7 +880,7 @@ impl<'a> Monitor<'a> {
             let mut client = Client::new(stream);
             if let Some((rows, cols)) = client.hello.as_ref().and_then(|h| h.resize) {
                 let answer = match &p.master {
-                    Some(m) => match set_window_size(m, rows, cols) {
+                    Some(m) => match attach::set_window_size(m, rows, cols) {
                         Ok(()) => "ok".to_owned(),
                         Err(e) => format!("resize: {e}"),
                     },
@@ -933,7 +933,7 @@ impl<'a> Monitor<'a> {
                         cl.pending.clear();
                         if let Some((rows, cols)) = hello.resize {
                             let answer = match &p.master {
-                                Some(m) => match set_window_size(m, rows, cols) {
+                                Some(m) => match attach::set_window_size(m, rows, cols) {
                                     Ok(()) => "ok".to_owned(),
                                     Err(e) => format!("resize: {e}"),
                                 },
@@ -1143,23 +1143,6 @@ fn write_stdin(p: &mut Payload) {
                 return;
             }
         }
-    }
-}
-
-/// TIOCSWINSZ on a pty master.
-fn set_window_size(master: &OwnedFd, rows: u16, cols: u16) -> std::io::Result<()> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which is valid for the call.
-    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 

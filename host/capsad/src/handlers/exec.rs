@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use capsa_host::engine::attach::{DetachWatch, frame, parse_detach_keys};
+use capsa_host::engine::attach::{DetachWatch, frame, parse_detach_keys, set_window_size};
 use capsa_host::engine::{ExecConfig, exec_inspect_json};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -75,22 +75,6 @@ pub async fn resize(ctx: Ctx, id: &str) -> Reply {
     })
     .await?;
     status(200)
-}
-
-fn set_window_size(master: &OwnedFd, rows: u16, cols: u16) -> std::io::Result<()> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer, valid for the call.
-    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// `POST /exec/{id}/start` with `{"Detach", "Tty", "ConsoleSize"}`.

@@ -288,7 +288,8 @@ impl Backend for Local {
                 (_, Err(e)) if !names.is_empty() => return Err(e.into()),
                 _ => continue,
             };
-            rows.push(stats_row(&c.id, &c.name, &now.1, &now.0));
+            let v = api::stats::stats_json(&c.name, &c.id, &now.1, Some(&now.0));
+            rows.push(stats_row(&v));
         }
         Ok(rows)
     }
@@ -526,30 +527,52 @@ pub fn volume_list(engine: &Engine, filters: &Filters) -> capsa_host::engine::Re
     Ok(out)
 }
 
-/// One `capsa stats` row from two samples.
-pub fn stats_row(
-    id: &str,
-    name: &str,
-    now: &capsa_host::engine::Sample,
-    before: &capsa_host::engine::Sample,
-) -> Row {
-    let cpu = now.cpu_percent(before);
-    let used = now.memory_used();
-    let mut m = Map::new();
+/// A `capsa stats` row from Docker's stats object, computed as the docker CLI does.
+pub fn stats_row(v: &Value) -> Row {
+    let u = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let cpu_delta = u("/cpu_stats/cpu_usage/total_usage")
+        .saturating_sub(u("/precpu_stats/cpu_usage/total_usage")) as f64;
+    let sys_delta =
+        u("/cpu_stats/system_cpu_usage").saturating_sub(u("/precpu_stats/system_cpu_usage")) as f64;
+    let cpus = u("/cpu_stats/online_cpus").max(1) as f64;
+    let cpu = if sys_delta > 0.0 {
+        cpu_delta / sys_delta * cpus * 100.0
+    } else {
+        0.0
+    };
+    let cache = v
+        .pointer("/memory_stats/stats/total_inactive_file")
+        .or_else(|| v.pointer("/memory_stats/stats/inactive_file"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let used = u("/memory_stats/usage").saturating_sub(cache);
+    let limit = u("/memory_stats/limit").max(1);
+    let id = v["id"].as_str().unwrap_or_default();
+    let mut m = Row::new();
     m.insert("ID".into(), json!(&id[..12.min(id.len())]));
     m.insert("Container".into(), json!(&id[..12.min(id.len())]));
-    m.insert("Name".into(), json!(name));
+    m.insert(
+        "Name".into(),
+        json!(
+            v["name"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches('/')
+        ),
+    );
     m.insert("CPUPerc".into(), json!(format!("{cpu:.2}%")));
     m.insert(
         "MemUsage".into(),
         json!(format!(
             "{} / {}",
             crate::format::binary_size(used),
-            crate::format::binary_size(now.limit)
+            crate::format::binary_size(limit)
         )),
     );
-    let mem = used as f64 / now.limit.max(1) as f64 * 100.0;
-    m.insert("MemPerc".into(), json!(format!("{mem:.2}%")));
-    m.insert("PIDs".into(), json!(now.stats.pids.current.to_string()));
+    m.insert(
+        "MemPerc".into(),
+        json!(format!("{:.2}%", used as f64 / limit as f64 * 100.0)),
+    );
+    m.insert("PIDs".into(), json!(u("/pids_stats/current").to_string()));
     m
 }

@@ -104,16 +104,21 @@ fn summary_in(engine: &Engine, c: &ContainerRecord, state: State, size: bool) ->
         "Mounts": mounts,
     });
     if size {
-        let rw = crate::engine::usage::disk_usage(&engine.upper_dir(c));
-        let image = engine
-            .store()
-            .inspect(&c.image_id)
-            .map(|i| i.size)
-            .unwrap_or(0);
-        v["SizeRw"] = json!(rw);
-        v["SizeRootFs"] = json!(rw + image);
+        add_sizes(engine, c, &mut v);
     }
     v
+}
+
+/// `SizeRw` (the container's layer) and `SizeRootFs` (with the image's).
+fn add_sizes(engine: &Engine, c: &ContainerRecord, v: &mut Value) {
+    let rw = crate::engine::usage::disk_usage(&engine.upper_dir(c));
+    let image = engine
+        .store()
+        .inspect(&c.image_id)
+        .map(|i| i.size)
+        .unwrap_or(0);
+    v["SizeRw"] = json!(rw);
+    v["SizeRootFs"] = json!(rw + image);
 }
 
 /// `NetworkSettings.Networks`: the one network a container is on (`none` or `host`).
@@ -339,14 +344,7 @@ pub fn inspect(engine: &Engine, c: &ContainerRecord, size: bool) -> Result<Value
         "Wasm": c.wasm,
     });
     if size {
-        let rw = crate::engine::usage::disk_usage(&engine.upper_dir(c));
-        let image = engine
-            .store()
-            .inspect(&c.image_id)
-            .map(|i| i.size)
-            .unwrap_or(0);
-        v["SizeRw"] = json!(rw);
-        v["SizeRootFs"] = json!(rw + image);
+        add_sizes(engine, c, &mut v);
     }
     Ok(v)
 }
