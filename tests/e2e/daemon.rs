@@ -1980,3 +1980,97 @@ fn docker_run_flags_reach_the_container() -> Result<()> {
     d.docker(&["rm", &id])?.ok()?;
     Ok(())
 }
+
+#[test]
+fn a_daemon_start_restarts_what_a_crash_stopped_and_cleans_up() -> Result<()> {
+    let mut d = Daemon::start("daemon-reconcile")?;
+    d.load_busybox("bb:1")?;
+    let id = d
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "keeper",
+            "--restart",
+            "always",
+            "--network",
+            "none",
+            "bb:1",
+            "sleep",
+            "300",
+        ])?
+        .ok()?
+        .stdout
+        .trim()
+        .to_owned();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "plain",
+        "--network",
+        "none",
+        "bb:1",
+        "sleep",
+        "300",
+    ])?
+    .ok()?;
+    let pid_of = |d: &Daemon, name: &str| -> Result<i32> {
+        Ok(d.docker(&["inspect", "-f", "{{.State.Pid}}", name])?
+            .ok()?
+            .stdout
+            .trim()
+            .parse()?)
+    };
+    let (keeper_pid, plain_pid) = (pid_of(&d, "keeper")?, pid_of(&d, "plain")?);
+    // A crash of everything (as a reboot would leave it): the daemon, the monitors, the
+    // payloads, all SIGKILLed.
+    d.kill9();
+    let monitors: Vec<i32> = std::fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c).contains("capsa-monitor")
+                        && String::from_utf8_lossy(&c).contains(&*d.root.to_string_lossy())
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    ensure!(monitors.len() == 2, "two monitors: {monitors:?}");
+    for pid in monitors.iter().copied().chain([keeper_pid, plain_pid]) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    d.spawn()?;
+    // The `always` container runs again (a new process), the other is exited, and neither's
+    // overlay is left mounted by a dead monitor.
+    let up = eventually(Duration::from_secs(20), || {
+        Ok(
+            d.docker(&["inspect", "-f", "{{.State.Running}}", "keeper"])?
+                .stdout
+                .trim()
+                == "true",
+        )
+    })?;
+    ensure!(up, "keeper was not restarted: {}", d.log());
+    ensure!(pid_of(&d, "keeper")? != keeper_pid, "a new process");
+    let plain = d
+        .docker(&["inspect", "-f", "{{.State.Status}}", "plain"])?
+        .ok()?;
+    ensure!(plain.stdout.trim() == "exited", "{plain}");
+    let mounted: Vec<String> = capsa_tests::cleanup::mounts_below(d.dir())
+        .into_iter()
+        .filter(|m| m.contains(&id) || m.ends_with("/rootfs"))
+        .collect();
+    ensure!(
+        mounted.len() == 1 && mounted[0].contains(&id),
+        "only the running container's overlay is mounted: {mounted:?}"
+    );
+    ensure!(d.log().contains("1 restarted"), "{}", d.log());
+    Ok(())
+}

@@ -40,10 +40,24 @@ impl Engine {
                 continue;
             }
             if self.runtime_status(&c).is_some() {
+                // It ran and its monitor died with it (a crash, a reboot): its exit was never
+                // recorded. Docker's code for that is 255.
+                if self.exit_record(&c).is_none() {
+                    let _ = self.write_exit(
+                        &c,
+                        &super::ExitRecord {
+                            code: 255,
+                            started: self.run_state(&c).started,
+                            finished: super::container::now_rfc3339(),
+                            error: Some("the container's monitor died".to_owned()),
+                        },
+                    );
+                    self.emit_container(&c, "die", &[("exitCode", "255".to_owned())]);
+                }
                 let _ = crate::runtime::delete(&self.runtime, &c.id, true);
                 report.cleaned += 1;
             }
-            if state == State::Created {
+            if state == State::Created && self.exit_record(&c).is_none() {
                 continue;
             }
             if c.auto_remove {
