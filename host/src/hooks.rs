@@ -21,6 +21,20 @@ pub fn run_hooks(kind: &'static str, hooks: Option<&Vec<Hook>>, state_json: &str
     Ok(())
 }
 
+/// Runs every hook of `hooks` (poststart, poststop) in order, whatever the others do: the spec
+/// says a failure of one of these is logged as a warning and the remaining hooks and the
+/// lifecycle go on. Returns how many failed.
+pub fn run_hooks_warning(kind: &'static str, hooks: Option<&Vec<Hook>>, state_json: &str) -> usize {
+    let mut failed = 0;
+    for hook in hooks.into_iter().flatten() {
+        if let Err(e) = run_hook(kind, hook, state_json) {
+            log::warn!("{e}");
+            failed += 1;
+        }
+    }
+    failed
+}
+
 fn run_hook(kind: &'static str, hook: &Hook, state_json: &str) -> Result<()> {
     let path = hook.path().display().to_string();
     let fail = |message: String| Error::Hook {

@@ -6,6 +6,7 @@
 mod bad_input;
 mod callers;
 mod cgroups;
+mod conformance;
 mod console;
 mod daemon;
 mod differential;

@@ -17,6 +17,7 @@ use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use layout::unescape as unescape_mountinfo;
 pub use layout::{Hierarchy, Layout};
 pub use resources::effective_device_rules;
 

@@ -1,10 +1,15 @@
 //! `linux.resources` applied to a container's cgroup: through cgroups-rs for the fields it knows
 //! (cpu, cpuset, memory, pids, blockIO, hugepages, network, v1 devices), directly for the
 //! `unified` key/values, and with a BPF program for device rules on cgroup v2. Each field is
-//! applied on its own so an error names the field the host could not honour.
+//! applied on its own so an error names the field the host could not honour. No field is
+//! silently ignored: what cgroups-rs leaves out (kernelTCP, useHierarchy, checkBeforeUpdate,
+//! rdma, unknown hugepage sizes, v2's missing swappiness/OOM switch) is done here, refused with
+//! the reason, or (the deprecated kernel-memory no-ops) warned about.
 
 use cgroups_rs::manager::{FsManager, Manager};
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+use oci_spec::runtime::{
+    LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxMemory, LinuxRdma, LinuxResources,
+};
 
 use super::{Cgroup, Layout, device_filter};
 use crate::error::{Context, Error, Result, invalid};
@@ -72,9 +77,11 @@ impl Cgroup {
             set("cpu", partial)?;
         }
         if let Some(memory) = resources.memory() {
+            self.check_memory_usage(layout, memory)?;
             let mut partial = LinuxResources::default();
             partial.set_memory(Some(*memory));
             set("memory", partial)?;
+            self.apply_memory_extras(layout, memory)?;
         }
         if let Some(pids) = resources.pids() {
             let mut partial = LinuxResources::default();
@@ -91,6 +98,7 @@ impl Cgroup {
             .as_ref()
             .filter(|h| !h.is_empty())
         {
+            self.check_hugepage_sizes(layout, hugepages)?;
             let mut partial = LinuxResources::default();
             partial.set_hugepage_limits(Some(hugepages.clone()));
             set("hugepageLimits", partial)?;
@@ -123,8 +131,168 @@ impl Cgroup {
                 set("devices", partial)?;
             }
         }
+        if let Some(rdma) = resources.rdma().as_ref().filter(|r| !r.is_empty()) {
+            self.apply_rdma(layout, rdma)?;
+        }
         if let Some(unified) = resources.unified().as_ref().filter(|u| !u.is_empty()) {
             self.apply_unified(layout, unified)?;
+        }
+        Ok(())
+    }
+
+    /// The memory fields cgroups-rs leaves out (it ignores kernel, kernelTCP and useHierarchy
+    /// everywhere, swappiness and disableOOMKiller on v2): set where the host has them, a clear
+    /// error where a limit cannot be honoured, a warning for the deprecated no-ops.
+    #[allow(deprecated)]
+    fn apply_memory_extras(&self, layout: &Layout, memory: &LinuxMemory) -> Result<()> {
+        if layout.is_pure_v2() {
+            if memory.kernel().is_some() {
+                log::warn!(
+                    "linux.resources.memory.kernel is ignored: cgroup v2 has no separate kernel \
+                     memory limit (kernel memory counts toward memory.max)"
+                );
+            }
+            if memory.kernel_tcp().is_some() {
+                log::warn!(
+                    "linux.resources.memory.kernelTCP is ignored: cgroup v2 has no TCP buffer \
+                     limit (TCP memory counts toward memory.max)"
+                );
+            }
+            if memory.swappiness().is_some() {
+                return Err(invalid(
+                    "linux.resources.memory.swappiness cannot be applied: cgroup v2 has no \
+                     per-cgroup swappiness",
+                ));
+            }
+            if memory.disable_oom_killer() == Some(true) {
+                return Err(invalid(
+                    "linux.resources.memory.disableOOMKiller cannot be applied: cgroup v2 cannot \
+                     disable the OOM killer for a cgroup",
+                ));
+            }
+            if memory.use_hierarchy() == Some(false) {
+                return Err(invalid(
+                    "linux.resources.memory.useHierarchy false cannot be applied: cgroup v2 is \
+                     always hierarchical",
+                ));
+            }
+            return Ok(());
+        }
+        let dir = self.controller_dir(layout, "memory").ok_or_else(|| {
+            invalid("linux.resources.memory: the host has no memory cgroup controller")
+        })?;
+        if let Some(limit) = memory.kernel_tcp() {
+            write_field(
+                &dir,
+                "memory.kmem.tcp.limit_in_bytes",
+                &limit.to_string(),
+                "memory.kernelTCP",
+            )?;
+        }
+        if let Some(limit) = memory.kernel() {
+            let file = dir.join("memory.kmem.limit_in_bytes");
+            let applied = std::fs::write(&file, limit.to_string()).is_ok()
+                && std::fs::read_to_string(&file).is_ok_and(|v| v.trim() == limit.to_string());
+            if !applied {
+                log::warn!(
+                    "linux.resources.memory.kernel is ignored: this kernel no longer limits \
+                     kernel memory separately (a no-op since Linux 5.16; it counts toward \
+                     memory.limit_in_bytes)"
+                );
+            }
+        }
+        if let Some(hierarchical) = memory.use_hierarchy() {
+            let value = if hierarchical { "1" } else { "0" };
+            let file = dir.join("memory.use_hierarchy");
+            let current = std::fs::read_to_string(&file).unwrap_or_default();
+            if current.trim() != value {
+                std::fs::write(&file, value).map_err(|e| {
+                    invalid(format!(
+                        "linux.resources.memory.useHierarchy {hierarchical} cannot be applied: \
+                         write {value} to {}: {e} (kernels since 6.x are always hierarchical)",
+                        file.display()
+                    ))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `checkBeforeUpdate`: a new limit below what the cgroup already uses is refused rather
+    /// than written (which would make the kernel reclaim or OOM-kill).
+    fn check_memory_usage(&self, layout: &Layout, memory: &LinuxMemory) -> Result<()> {
+        if memory.check_before_update() != Some(true) {
+            return Ok(());
+        }
+        let (dir, usage_file) = if layout.is_pure_v2() {
+            (self.unified.clone(), "memory.current")
+        } else {
+            (
+                self.controller_dir(layout, "memory"),
+                "memory.usage_in_bytes",
+            )
+        };
+        let Some(dir) = dir else { return Ok(()) };
+        let Ok(usage) = std::fs::read_to_string(dir.join(usage_file)) else {
+            return Ok(());
+        };
+        let usage: i64 = usage.trim().parse().unwrap_or(0);
+        for (field, limit) in [("limit", memory.limit()), ("swap", memory.swap())] {
+            if let Some(limit) = limit.filter(|l| *l > 0)
+                && limit < usage
+            {
+                return Err(invalid(format!(
+                    "linux.resources.memory.{field} {limit} is below the cgroup's current usage \
+                     {usage} (checkBeforeUpdate is set)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every hugepage size named must exist on this host: cgroups-rs skips unknown sizes.
+    fn check_hugepage_sizes(&self, layout: &Layout, limits: &[LinuxHugepageLimit]) -> Result<()> {
+        let (dir, suffix) = if layout.is_pure_v2() {
+            (self.unified.clone(), "max")
+        } else {
+            (self.controller_dir(layout, "hugetlb"), "limit_in_bytes")
+        };
+        let dir = dir.ok_or_else(|| {
+            invalid("linux.resources.hugepageLimits: the host has no hugetlb cgroup controller")
+        })?;
+        for limit in limits {
+            let file = format!("hugetlb.{}.{suffix}", limit.page_size());
+            if !dir.join(&file).exists() {
+                return Err(invalid(format!(
+                    "linux.resources.hugepageLimits: page size {:?} is not supported here (no {file})",
+                    limit.page_size()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `linux.resources.rdma`: one `rdma.max` line per device (v1's rdma hierarchy or v2).
+    fn apply_rdma(
+        &self,
+        layout: &Layout,
+        rdma: &std::collections::HashMap<String, LinuxRdma>,
+    ) -> Result<()> {
+        let dir = if layout.is_pure_v2() {
+            self.unified.clone()
+        } else {
+            self.controller_dir(layout, "rdma")
+        }
+        .ok_or_else(|| invalid("linux.resources.rdma: the host has no rdma cgroup controller"))?;
+        for (device, limits) in rdma {
+            let mut line = device.clone();
+            if let Some(handles) = limits.hca_handles() {
+                line.push_str(&format!(" hca_handle={handles}"));
+            }
+            if let Some(objects) = limits.hca_objects() {
+                line.push_str(&format!(" hca_object={objects}"));
+            }
+            write_field(&dir, "rdma.max", &line, &format!("rdma.{device}"))?;
         }
         Ok(())
     }

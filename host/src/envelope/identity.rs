@@ -255,6 +255,48 @@ fn capset(caps: &CapabilityMasks) -> Result<()> {
 }
 
 /// Sets no_new_privs, so no exec can gain privileges (setuid bits, file capabilities).
+/// `process.ioPriority`: ioprio_set(2) on this process, inherited by the payload.
+pub fn set_io_priority(priority: &oci_spec::runtime::LinuxIOPriority) -> Result<()> {
+    use oci_spec::runtime::IOPriorityClass;
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_SHIFT: i64 = 13;
+    let class: i64 = match priority.class() {
+        IOPriorityClass::IoprioClassRt => 1,
+        IOPriorityClass::IoprioClassBe => 2,
+        IOPriorityClass::IoprioClassIdle => 3,
+    };
+    let level = priority.priority();
+    if !(0..=7).contains(&level) {
+        return Err(invalid(format!(
+            "process.ioPriority.priority {level} is not in 0..=7"
+        )));
+    }
+    let value = (class << IOPRIO_CLASS_SHIFT) | level;
+    // SAFETY: ioprio_set takes three integers; `0` is the calling process.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    if ret != 0 {
+        return Err(Errno::last()).with(|| format!("process.ioPriority: ioprio_set({value:#x})"));
+    }
+    Ok(())
+}
+
+/// `linux.personality`: the execution domain the payload runs in (LINUX or LINUX32).
+pub fn set_personality(personality: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
+    use oci_spec::runtime::LinuxPersonalityDomain;
+    const PER_LINUX: libc::c_ulong = 0x0000;
+    const PER_LINUX32: libc::c_ulong = 0x0008;
+    let domain = match personality.domain() {
+        LinuxPersonalityDomain::PerLinux => PER_LINUX,
+        LinuxPersonalityDomain::PerLinux32 => PER_LINUX32,
+    };
+    // SAFETY: personality(2) takes one integer and only changes this process's domain.
+    let ret = unsafe { libc::personality(domain) };
+    if ret == -1 {
+        return Err(Errno::last()).with(|| format!("linux.personality {domain:#x}"));
+    }
+    Ok(())
+}
+
 pub fn set_no_new_privs() -> Result<()> {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes integers only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -285,8 +327,12 @@ pub fn assume_identity<'a>(
 ) -> Result<Assumed<'a>> {
     std::env::set_current_dir(process.cwd())
         .with(|| format!("chdir {}", process.cwd().display()))?;
+    super::lsm::apply_process_labels(process)?;
     let payload = Payload::resolve(process, wasm)?;
     set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(priority) = process.io_priority() {
+        set_io_priority(priority)?;
+    }
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .with(|| format!("set oomScoreAdj {adj}"))?;

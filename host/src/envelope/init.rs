@@ -97,6 +97,7 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
         in_user_namespace,
         new_cgroup_namespace: plan.has(CloneFlags::CLONE_NEWCGROUP),
         cgroups: Some((args.layout, args.cgroup)),
+        mount_label: linux.mount_label().as_deref(),
     };
     let mounts: &[Mount] = spec.mounts().as_deref().unwrap_or_default();
     for entry in mounts {
@@ -141,7 +142,9 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     }
 
     // Create the cwd while the rootfs is still reachable by handle, even if `/` turns read-only.
-    mkdir_all_in_root(&root, process.cwd(), 0o755).with(|| "create process.cwd".to_string())?;
+    if let Some(process) = process {
+        mkdir_all_in_root(&root, process.cwd(), 0o755).with(|| "create process.cwd".to_string())?;
+    }
     drop(root);
     rootfs::switch_root(&args.bundle.rootfs, args.no_pivot)?;
 
@@ -155,7 +158,7 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         std::fs::write(&path, value).with(|| format!("sysctl {key}={value}"))?;
     }
-    if process.terminal().unwrap_or(false) {
+    if let Some(process) = process.filter(|p| p.terminal().unwrap_or(false)) {
         let socket = args
             .console_socket
             .ok_or_else(|| invalid("process.terminal is true but no --console-socket was given"))?;
@@ -176,16 +179,19 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     {
         rootfs::readonly_root()?;
     }
+    rootfs::apply_root_propagation(propagation)?;
     if !args.no_new_keyring {
         join_session_keyring(args.id);
     }
     // From here on, with the seccomp filter possibly loaded early (see `assume_identity`), every
     // syscall the init makes until execve (the Ready/Start messages, accept4, startContainer
     // hooks) must pass the profile, and a notify agent gets its fd at create time.
-    let Assumed {
-        payload: program,
-        no_new_privileges,
-    } = assume_identity(process, args.wasm, &mut filter, args.preserve_fds)?;
+    if let Some(personality) = linux.personality() {
+        super::identity::set_personality(personality)?;
+    }
+    let assumed = process
+        .map(|process| assume_identity(process, args.wasm, &mut filter, args.preserve_fds))
+        .transpose()?;
     send(&args.sync, &FromInit::Ready)?;
 
     // Wait for start: `run` sends Start over the sync socket; after `create` the runtime has exited
@@ -195,6 +201,16 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
         _ => wait_for_start_command(args.start_listener)?,
     };
     let result = (|| -> Result<Never> {
+        // config.md: `process` is optional at create and required at start.
+        let Some(Assumed {
+            payload: program,
+            no_new_privileges,
+        }) = assumed
+        else {
+            return Err(invalid(
+                "config.json has no process: the container was created without one and cannot be started",
+            ));
+        };
         if hooks.is_some_and(|h| h.start_container().is_some()) {
             // The container is `created` until its process runs (the state came at createRuntime).
             let state = with_status(&state, "created");

@@ -10,6 +10,7 @@ pub mod enter;
 pub mod exec;
 pub mod identity;
 pub mod init;
+pub mod lsm;
 pub mod mount_options;
 pub mod mounts;
 pub mod namespaces;

@@ -29,6 +29,8 @@ pub struct MountContext<'a> {
     pub new_cgroup_namespace: bool,
     /// The host's cgroup layout and the container's cgroup, for `cgroup` mounts.
     pub cgroups: Option<(&'a Layout, &'a Cgroup)>,
+    /// `linux.mountLabel`: the SELinux context of the container's own filesystems.
+    pub mount_label: Option<&'a str>,
 }
 
 /// Mounts one config entry.
@@ -52,7 +54,8 @@ pub fn mount_entry(ctx: &MountContext, entry: &Mount) -> Result<()> {
     }
     let target = mount_point(ctx.root, dest, true)?;
     let source = entry.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-    let data = (!options.data.is_empty()).then_some(options.data.as_str());
+    let data = super::lsm::with_mount_label(&options.data, typ, ctx.mount_label);
+    let data = (!data.is_empty()).then_some(data.as_str());
     match mount(Some(&source), &target, Some(typ), options.flags, data) {
         Ok(()) => {}
         // Inside a user namespace the kernel refuses sysfs and mqueue when their namespace (net,

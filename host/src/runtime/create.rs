@@ -85,7 +85,7 @@ pub fn create_holding_terminal(
     options: &CreateOptions,
 ) -> Result<(Created, Option<OwnedFd>)> {
     let bundle = Bundle::load(&options.bundle)?;
-    if !bundle.process().terminal().unwrap_or(false) || options.console_socket.is_some() {
+    if !bundle.wants_terminal() || options.console_socket.is_some() {
         return Ok((create_from(root, options, bundle, None)?, None));
     }
     let (ours, theirs) = UnixStream::pair().with(|| "socketpair for the console".to_string())?;
@@ -116,12 +116,12 @@ pub(crate) fn create_from(
 ) -> Result<Created> {
     // A wasm program is found and compiled now, before anything of the container exists; the
     // init only execs the shim.
-    let wasm = crate::wasm::prepare(
-        &bundle.spec,
-        bundle.process(),
-        &bundle.rootfs,
-        &root.wasm_cache(),
-    )?;
+    let wasm = match bundle.process() {
+        Some(process) => {
+            crate::wasm::prepare(&bundle.spec, process, &bundle.rootfs, &root.wasm_cache())?
+        }
+        None => None,
+    };
     let dir = root.create(&options.id)?;
     let mut rollback = Rollback {
         init: None,
@@ -150,7 +150,7 @@ pub(crate) fn create_from(
         ),
         None => console,
     };
-    if bundle.process().terminal().unwrap_or(false) && console.is_none() {
+    if bundle.wants_terminal() && console.is_none() {
         return Err(crate::error::invalid(
             "process.terminal is true: give --console-socket (or run in the foreground)",
         ));
@@ -244,7 +244,7 @@ pub(crate) fn create_from(
             }
             Some(FromInit::RunHooks) => {
                 let state =
-                    serde_json::to_string(&record.oci_state(Status::Creating)).unwrap_or_default();
+                    serde_json::to_string(&record.oci_state(Status::Created)).unwrap_or_default();
                 #[allow(deprecated)]
                 run_hooks(
                     "prestart",

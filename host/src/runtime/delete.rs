@@ -6,22 +6,25 @@ use std::time::Duration;
 use super::state::{ContainerDir, Record, StateRoot, Status};
 use crate::cgroups::Layout;
 use crate::error::{Error, Result};
-use crate::hooks::run_hooks;
+use crate::hooks::run_hooks_warning;
 use crate::sys::pidfd::PidFd;
 
-/// Deletes container `id`. A running or paused container needs `force`; a created one is
-/// deleted without (its init has not run the payload yet).
+/// Deletes container `id`. One that is not stopped (`created`, `running`, `paused`) needs
+/// `force`, which kills it first: runtime.md says deleting a container that is not stopped MUST
+/// generate an error (runc deletes a `created` one without `--force`; capsa does not). A
+/// `creating` record is what a create that died half-way left behind (a live create holds the
+/// directory's lock), and is removed.
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     let (dir, record) = root.open(id)?;
     let status = record.status();
     match status {
-        Status::Stopped | Status::Created | Status::Creating => {}
-        Status::Running | Status::Paused if force => {}
-        Status::Running | Status::Paused => {
+        Status::Stopped | Status::Creating => {}
+        Status::Created | Status::Running | Status::Paused if force => {}
+        Status::Created | Status::Running | Status::Paused => {
             return Err(Error::WrongStatus {
                 id: id.to_string(),
                 status: status.to_string(),
-                action: "delete (stop it first or use --force)",
+                action: "delete a container that is not stopped (kill it first, or use --force)",
             });
         }
     }
@@ -50,9 +53,7 @@ pub(crate) fn destroy(dir: ContainerDir, record: &Record) -> Result<()> {
     let hooks = record.hooks.as_ref().and_then(|h| h.poststop().as_ref());
     if hooks.is_some() {
         let state = serde_json::to_string(&record.oci_state(Status::Stopped)).unwrap_or_default();
-        if let Err(e) = run_hooks("poststop", hooks, &state) {
-            log::warn!("{e}");
-        }
+        run_hooks_warning("poststop", hooks, &state);
     }
     dir.remove()
 }

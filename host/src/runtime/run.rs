@@ -24,7 +24,13 @@ use crate::sys::socket::{recv, send};
 pub fn run(root: &StateRoot, options: &CreateOptions, detach: bool) -> Result<i32> {
     // `run` in the foreground with a terminal and no console socket proxies the pty itself.
     let bundle = Bundle::load(&options.bundle)?;
-    let terminal = bundle.process().terminal().unwrap_or(false);
+    if bundle.process().is_none() {
+        // `run` is create + start, and start needs a process: refuse before anything exists.
+        return Err(crate::error::invalid(
+            "config.json has no process: run needs one (create accepts a config without)",
+        ));
+    }
+    let terminal = bundle.wants_terminal();
     let own_console = terminal && options.console_socket.is_none() && !detach;
     let (ours, theirs) = if own_console {
         let (a, b) = UnixStream::pair().with(|| "socketpair for the console".to_string())?;

@@ -9,7 +9,6 @@ use super::create::short_path;
 use super::state::{ContainerDir, Record, StateRoot, Status};
 use crate::envelope::sync::{FromInit, ToInit};
 use crate::error::{Context, Error, Result};
-use crate::hooks::run_hooks;
 use crate::sys::socket::{recv, send};
 
 /// Starts container `id`, which must be `created`.
@@ -46,16 +45,14 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
 }
 
 /// Records the container as running and runs the poststart hooks. A failing poststart hook is
-/// reported but does not stop the container, as the runtime spec says.
+/// logged as a warning and the others still run; the container goes on, as the runtime spec says.
 pub(crate) fn mark_running(dir: &ContainerDir, record: &mut Record) -> Result<()> {
     record.recorded_status = Status::Running;
     dir.write(record)?;
     let hooks = record.hooks.as_ref().and_then(|h| h.poststart().as_ref());
     if hooks.is_some() {
         let state = serde_json::to_string(&record.oci_state(Status::Running)).unwrap_or_default();
-        if let Err(e) = run_hooks("poststart", hooks, &state) {
-            log::warn!("{e}");
-        }
+        crate::hooks::run_hooks_warning("poststart", hooks, &state);
     }
     Ok(())
 }

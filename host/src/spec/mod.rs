@@ -70,12 +70,15 @@ impl Bundle {
         })
     }
 
-    /// The container process described by the config (validated to exist).
-    pub fn process(&self) -> &oci_spec::runtime::Process {
-        self.spec
-            .process()
-            .as_ref()
-            .expect("validate() guarantees a process")
+    /// The container process described by the config. Optional at `create`, required at
+    /// `start` (config.md), so `None` is a container that can be created but never started.
+    pub fn process(&self) -> Option<&oci_spec::runtime::Process> {
+        self.spec.process().as_ref()
+    }
+
+    /// Whether the process asks for a terminal.
+    pub fn wants_terminal(&self) -> bool {
+        self.process().and_then(|p| p.terminal()).unwrap_or(false)
     }
 
     /// The linux section (validated to exist).

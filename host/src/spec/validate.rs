@@ -15,16 +15,34 @@ pub fn validate(spec: &Spec) -> Result<()> {
             spec.version()
         )));
     }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| invalid("config.json has no process"))?;
-    validate_process(process)?;
+    // `process` is optional at create and required at start (config.md): a container without
+    // one is created (namespaces, mounts, cgroup, hooks) and refuses `start`.
+    if let Some(process) = spec.process() {
+        validate_process(process)?;
+    }
     let linux = spec
         .linux()
         .as_ref()
         .ok_or_else(|| invalid("config.json has no linux section"))?;
 
+    if let Some(propagation) = linux.rootfs_propagation() {
+        const KNOWN: [&str; 8] = [
+            "shared",
+            "slave",
+            "private",
+            "unbindable",
+            "rshared",
+            "rslave",
+            "rprivate",
+            "runbindable",
+        ];
+        if !KNOWN.contains(&propagation.as_str()) {
+            return Err(invalid(format!(
+                "linux.rootfsPropagation {propagation:?} is not one of shared, slave, private, \
+                 unbindable (or their recursive r- forms)"
+            )));
+        }
+    }
     let mut seen = HashSet::new();
     let namespaces = linux.namespaces().as_deref().unwrap_or_default();
     for ns in namespaces {
@@ -47,7 +65,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
     let new = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
     if !new(LinuxNamespaceType::Mount) {
         return Err(invalid(
-            "a mount namespace is required: the rootfs is never set up in the host's mount namespace",
+            "linux.namespaces has no mount namespace: capsa requires one (the spec lets a \
+             container share the runtime's, but the rootfs bind, /proc, /dev and the masked paths \
+             would then be mounted in the host's namespace)",
         ));
     }
     let user_is_new = namespaces
@@ -89,6 +109,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
             )));
         }
     }
+    crate::envelope::lsm::check_spec(spec)?;
+    refuse_unsupported(linux)?;
     if let Some(seccomp) = linux.seccomp() {
         crate::envelope::seccomp::check(seccomp)?;
     }
@@ -114,9 +136,49 @@ pub fn validate(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// Fields of the spec capsa-runtime does not implement: refused by name, never ignored.
+fn refuse_unsupported(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let unsupported = [
+        ("linux.intelRdt", linux.intel_rdt().is_some()),
+        ("linux.memoryPolicy", linux.memory_policy().is_some()),
+        (
+            "linux.netDevices",
+            linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+        (
+            "linux.timeOffsets",
+            linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()),
+        ),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(invalid(format!(
+            "{field} is not supported by capsa-runtime"
+        )));
+    }
+    if let Some(personality) = linux.personality()
+        && personality.flags().as_ref().is_some_and(|f| !f.is_empty())
+    {
+        return Err(invalid(
+            "linux.personality.flags are not supported (the spec defines none yet)",
+        ));
+    }
+    Ok(())
+}
+
 /// Validates a process object: config.json's, or one `exec` runs (from `--process` or built from
 /// the container's with the command line's changes).
 pub fn validate_process(process: &Process) -> Result<()> {
+    crate::envelope::lsm::check_process(process)?;
+    if process.scheduler().is_some() {
+        return Err(invalid(
+            "process.scheduler is not supported by capsa-runtime",
+        ));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(invalid(
+            "process.execCPUAffinity is not supported by capsa-runtime",
+        ));
+    }
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(invalid("process.args is empty: there is nothing to run"));
     }

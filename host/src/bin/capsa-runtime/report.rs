@@ -87,8 +87,10 @@ pub fn features() -> String {
             "capabilities": capabilities(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": capsa_host::envelope::seccomp::features(),
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false}
+            // features.md: whether the runtime supports them, not whether this host has them
+            // (on a host without one, a profile or label fails create).
+            "apparmor": {"enabled": true},
+            "selinux": {"enabled": true}
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.capsa.version": env!("CARGO_PKG_VERSION"),
