@@ -20,6 +20,7 @@ pub enum Error {
     #[error("invalid config: {0}")]
     InvalidConfig(String),
     /// No container with this id exists under the state root.
+    /// Callers (containerd, podman) match the words `does not exist`: keep them.
     #[error("container {0:?} does not exist")]
     NotFound(String),
     /// A container with this id already exists under the state root.

@@ -788,6 +788,14 @@ fn wasm_images_in_all_three_forms_run_through_the_shim() -> Result<()> {
         assert_eq!(inspect[0]["Wasm"], true);
         ctx.capsa(&["rm", &name])?.ok()?;
     }
+    // A file bind mount (`-v FILE:PATH`) is reached through the preopened `/`: the shim must
+    // not try to preopen it as a directory.
+    let file = ctx.dir().join("capsa-test-file-bind.conf");
+    std::fs::write(&file, "x\n")?;
+    let volume = format!("{}:/etc/capsa-test.conf:ro", file.display());
+    let id = load_id(&ctx, &docker)?;
+    let out = ctx.run(&["--rm", "-v", &volume, &id])?.ok()?;
+    assert_eq!(out.stdout, "hello from wasm\n", "{out}");
     // Running them compiled nothing more.
     ensure!(
         wasm_cache_entries(&ctx)? == 1,

@@ -509,3 +509,36 @@ fn each_container_gets_its_own_session_keyring_unless_told_not_to() -> Result<()
     );
     Ok(())
 }
+
+#[test]
+fn errors_callers_match_on_keep_runc_s_words() -> Result<()> {
+    // containerd's runc shim treats a kill error as "the process already exited" only when it
+    // says `container not running`, and a missing container only when it says `does not exist`;
+    // podman matches the same words. Both runtimes must say them.
+    let ctx = TestContext::new("caller-words")?;
+    let mut b = ctx.bundle()?;
+    b.payload("true");
+    let (id, _) = ctx.create(&b, &[])?;
+    ctx.rt(&["start", &id])?.ok()?;
+    ctx.wait_status(&id, "stopped", WAIT)?;
+    for args in [vec!["kill", &id, "KILL"], vec!["pause", &id]] {
+        let out = ctx.rt(&args)?.failed()?;
+        ensure!(
+            out.stderr.contains("container not running"),
+            "{args:?} on a stopped container: {out}"
+        );
+    }
+    ctx.rt(&["delete", &id])?.ok()?;
+    for args in [
+        vec!["kill", &id, "KILL"],
+        vec!["state", &id],
+        vec!["delete", &id],
+    ] {
+        let out = ctx.rt(&args)?.failed()?;
+        ensure!(
+            out.stderr.contains("does not exist"),
+            "{args:?} on a deleted container: {out}"
+        );
+    }
+    Ok(())
+}

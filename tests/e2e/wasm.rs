@@ -247,6 +247,37 @@ fn wasm_module_reads_the_rootfs_and_cannot_reach_host_files() -> Result<()> {
 }
 
 #[test]
+fn wasm_module_reads_file_bind_mounts_as_containerd_gives_them() -> Result<()> {
+    // containerd (CRI) binds the files /etc/hostname, /etc/hosts and /etc/resolv.conf into every
+    // container; `-v FILE:PATH` does the same. A file is reached through the preopened `/`.
+    let Some(ctx) = wasm_context("wasm-file-bind")? else {
+        return Ok(());
+    };
+    let module = probe()?;
+    let host = ctx.subdir("host-files")?;
+    std::fs::write(host.join("hostname"), "capsa-test-pod\n")?;
+    std::fs::write(host.join("data.txt"), "from a file bind\n")?;
+    std::fs::create_dir(host.join("dir"))?;
+    std::fs::write(host.join("dir/inner.txt"), "from a directory bind\n")?;
+    for (dest, expected) in [
+        ("/etc/hostname", "capsa-test-pod\n"),
+        ("/mnt/data.txt", "from a file bind\n"),
+        ("/mnt/dir/inner.txt", "from a directory bind\n"),
+    ] {
+        let mut b = wasm_bundle(&ctx, &module, &["read", dest], "wasm")?;
+        b.bind(&host.join("hostname"), "/etc/hostname", &["ro"]);
+        b.bind(&host.join("data.txt"), "/mnt/data.txt", &["ro"]);
+        b.bind(&host.join("dir"), "/mnt/dir", &["rw"]);
+        let out = ctx.run(&b)?.ok()?;
+        ensure!(
+            out.stdout == format!("read {dest}: {expected}"),
+            "{dest} through a bind mount: {out}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn wasm_module_cannot_write_a_readonly_root_but_can_write_a_writable_one() -> Result<()> {
     let Some(ctx) = wasm_context("wasm-ro")? else {
         return Ok(());

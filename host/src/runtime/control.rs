@@ -30,11 +30,7 @@ fn require(record: &Record, wanted: &[Status], action: &'static str) -> Result<S
 /// Freezes every process of container `id`, which must be running.
 pub fn pause(root: &StateRoot, id: &str) -> Result<()> {
     let (_dir, record) = root.open(id)?;
-    require(
-        &record,
-        &[Status::Running],
-        "pause (only a running container can be paused)",
-    )?;
+    require(&record, &[Status::Running], "pause: container not running")?;
     cgroup_of(&record)?.freeze(&Layout::detect()?)
 }
 
@@ -57,7 +53,7 @@ pub fn update(root: &StateRoot, id: &str, resources: &LinuxResources) -> Result<
     require(
         &record,
         &[Status::Created, Status::Running, Status::Paused],
-        "update (the container is not running)",
+        "update: container not running",
     )?;
     cgroup_of(&record)?.apply(&Layout::detect()?, resources, false)
 }

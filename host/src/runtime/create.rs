@@ -117,9 +117,13 @@ pub(crate) fn create_from(
     // A wasm program is found and compiled now, before anything of the container exists; the
     // init only execs the shim.
     let wasm = match bundle.process() {
-        Some(process) => {
-            crate::wasm::prepare(&bundle.spec, process, &bundle.rootfs, &root.wasm_cache())?
-        }
+        Some(process) => crate::wasm::prepare(
+            &bundle.spec,
+            process,
+            &bundle.rootfs,
+            &bundle.dir,
+            &root.wasm_cache(),
+        )?,
         None => None,
     };
     let dir = root.create(&options.id)?;

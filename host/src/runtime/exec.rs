@@ -125,7 +125,7 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
         return Err(Error::WrongStatus {
             id: options.id.clone(),
             status: status.to_string(),
-            action: "exec (only a running container can run new processes)",
+            action: "exec: container not running",
         });
     }
     let spec = dir.load_config()?;
@@ -169,6 +169,7 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
         &spec,
         &process,
         &PathBuf::from(format!("/proc/{}/root", record.pid)),
+        &record.bundle,
         &root.wasm_cache(),
     )?;
     // The files (and the wasm program) are the init's only if the pid was not reused meanwhile.
@@ -176,7 +177,7 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
         return Err(Error::WrongStatus {
             id: options.id.clone(),
             status: Status::Stopped.to_string(),
-            action: "exec (its init has just exited)",
+            action: "exec: container not running (its init has just exited)",
         });
     }
     let into_cgroup = match &record.cgroup {

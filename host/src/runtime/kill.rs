@@ -40,7 +40,9 @@ pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
         return Err(Error::WrongStatus {
             id: id.to_string(),
             status: status.to_string(),
-            action: "kill (the container is not running)",
+            // containerd's runc shim and podman treat a kill error as "already exited" only when
+            // it says runc's words `container not running`: they are part of the interface.
+            action: "kill: container not running",
         });
     }
     if all {

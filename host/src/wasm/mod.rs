@@ -43,6 +43,7 @@ pub fn prepare(
     spec: &Spec,
     process: &Process,
     rootfs: &Path,
+    bundle: &Path,
     cache: &Path,
 ) -> Result<Option<ShimExec>> {
     let no_annotations = HashMap::new();
@@ -62,7 +63,7 @@ pub fn prepare(
     };
     let options = WasmOptions::from_annotations(annotations)?;
     let artifact = compile::cached_artifact(cache, &program, &options)?;
-    ShimExec::new(spec, process, &program, artifact, &options).map(Some)
+    ShimExec::new(spec, bundle, process, &program, artifact, &options).map(Some)
 }
 
 /// Compiles `bytes` (a module or component, binary or text, that a container will see at `path`)

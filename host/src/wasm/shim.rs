@@ -44,6 +44,7 @@ impl ShimExec {
     /// describes.
     pub fn new(
         spec: &Spec,
+        bundle: &Path,
         process: &Process,
         program: &WasmProgram,
         artifact: Artifact,
@@ -64,6 +65,7 @@ impl ShimExec {
         }
         let args = shim_args(
             spec,
+            bundle,
             process.args().as_deref().unwrap_or_default(),
             artifact.fd.as_raw_fd(),
             artifact.kind,
@@ -173,6 +175,7 @@ pub fn shim_path() -> Result<PathBuf> {
 /// The shim's argv (the contract in the module doc).
 fn shim_args(
     spec: &Spec,
+    bundle: &Path,
     args: &[String],
     artifact_fd: i32,
     kind: Kind,
@@ -199,6 +202,14 @@ fn shim_args(
             || options.iter().any(|o| o == "bind" || o == "rbind");
         if !bind {
             continue;
+        }
+        // A file bind (containerd's /etc/hostname, /etc/hosts, /etc/resolv.conf; `-v FILE:PATH`)
+        // is reachable through the preopened `/` already; only directories are preopened.
+        if let Some(source) = mount.source() {
+            let source = bundle.join(source);
+            if std::fs::metadata(&source).is_ok_and(|m| !m.is_dir()) {
+                continue;
+            }
         }
         let dest = mount.destination().to_string_lossy();
         if dest.contains('=') {
@@ -296,7 +307,8 @@ mod tests {
             inherit_network: true,
         };
         let args = vec!["/app.wasm".to_string(), "--flag".into(), "x y".into()];
-        let argv = shim_args(&spec, &args, 7, Kind::Component, &options).expect("argv");
+        let argv =
+            shim_args(&spec, Path::new("/"), &args, 7, Kind::Component, &options).expect("argv");
         assert_eq!(
             argv,
             [
@@ -326,10 +338,43 @@ mod tests {
     }
 
     #[test]
+    fn file_binds_are_not_preopened_directories_are() {
+        let dir = std::env::temp_dir().join(format!("capsa-test-shim-args-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).expect("mkdir");
+        std::fs::write(dir.join("hostname"), "h\n").expect("write");
+        let spec = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "mounts": [
+                {"destination": "/etc/hostname", "type": "bind", "source": dir.join("hostname"), "options": ["rbind", "ro"]},
+                {"destination": "/etc/hosts", "type": "bind", "source": "hostname", "options": ["bind"]},
+                {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"]}
+            ]
+        }));
+        let argv = shim_args(
+            &spec,
+            &dir,
+            &["m.wasm".to_string()],
+            3,
+            Kind::Module,
+            &WasmOptions::default(),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let argv = argv.expect("argv");
+        let preopens: Vec<&str> = argv
+            .windows(2)
+            .filter(|w| w[0] == "--preopen")
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(preopens, ["/=/:rw", "/data=/data:rw"]);
+    }
+
+    #[test]
     fn a_writable_root_and_no_options_give_the_short_form() {
         let spec = spec(serde_json::json!({"ociVersion": "1.0.2", "root": {"path": "rootfs"}}));
         let argv = shim_args(
             &spec,
+            Path::new("/"),
             &["m.wasm".to_string()],
             3,
             Kind::Module,
