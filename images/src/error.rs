@@ -103,15 +103,14 @@ pub enum Error {
         source: io::Error,
     },
     /// The layer stream could not be read: bad compression (a truncated gzip), bad tar.
-    #[error("layer {layer}: reading the {what} stream: {source}")]
+    #[error("layer {layer}: reading the {what} stream: {cause}")]
     LayerStream {
         /// The layer being unpacked.
         layer: String,
         /// `gzip`, `zstd` or `tar`.
         what: &'static str,
-        /// The decoder's error.
-        #[source]
-        source: io::Error,
+        /// The decoder's error (in the message, not a `source`, so `{:#}` says it once).
+        cause: io::Error,
     },
     /// A manifest, index, config or archive metadata file that does not parse or is inconsistent.
     #[error("invalid {what}: {reason}")]
@@ -175,5 +174,45 @@ pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Err
     Error::Invalid {
         what: what.into(),
         reason: reason.into(),
+    }
+}
+
+/// A tar reader's error in one line that never quotes the input: tar-rs puts the bytes of a bad
+/// header in its message (`… when getting cksum for root:x:0:0:…`), which for a file that is not
+/// a tar at all prints the file. Other errors pass through.
+pub(crate) fn tar_error(e: io::Error) -> io::Error {
+    let text = e.to_string();
+    if text.contains("failed to read entire block") {
+        return io::Error::new(
+            e.kind(),
+            "not a tar archive, or a damaged one: it ends inside a 512-byte block",
+        );
+    }
+    let Some((_, rest)) = text.split_once(" when getting ") else {
+        return e;
+    };
+    let field = rest.split(" for ").next().unwrap_or("a field");
+    io::Error::new(
+        e.kind(),
+        format!("not a tar archive, or a damaged one: an entry header's {field} field is invalid"),
+    )
+}
+
+#[cfg(test)]
+mod tar_error_tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_are_not_quoted() {
+        let raw = io::Error::other(
+            "numeric field was not a number: login\nsy when getting cksum for root:x:0:0:root:/root",
+        );
+        let text = tar_error(raw).to_string();
+        assert_eq!(
+            text,
+            "not a tar archive, or a damaged one: an entry header's cksum field is invalid"
+        );
+        let other = tar_error(io::Error::other("unexpected EOF")).to_string();
+        assert_eq!(other, "unexpected EOF");
     }
 }

@@ -2074,3 +2074,63 @@ fn a_daemon_start_restarts_what_a_crash_stopped_and_cleans_up() -> Result<()> {
     ensure!(d.log().contains("1 restarted"), "{}", d.log());
     Ok(())
 }
+
+#[test]
+fn commands_that_cannot_start_exit_as_docker_says() -> Result<()> {
+    // `docker run` exits 127 when the command does not exist and 126 when it cannot be invoked
+    // (not executable, a directory); 125 is the engine's own failures. The same through the
+    // docker CLI (which decides from the daemon's message), capsa as a client of the daemon and
+    // capsa on the store; the container is left exited with that code and the message.
+    let d = Daemon::start("daemon-exit-codes")?;
+    d.load_busybox("bb:1")?;
+    for (command, code) in [
+        ("nosuchcmd", 127),
+        ("/nosuch", 127),
+        ("/etc/passwd", 126),
+        ("/etc", 126),
+    ] {
+        let args = ["run", "--rm", "--network", "none", "bb:1", command];
+        let docker = d.docker(&args)?;
+        ensure!(docker.code() == code, "docker {args:?}: {docker}");
+        let remote = d.capsa_remote(&args)?;
+        ensure!(remote.code() == code, "capsa -H {args:?}: {remote}");
+        let local = d.capsa(&args)?;
+        ensure!(local.code() == code, "capsa {args:?}: {local}");
+    }
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "ec",
+        "--network",
+        "none",
+        "bb:1",
+        "nosuchcmd",
+    ])?;
+    ensure!(out.code() == 127, "{out}");
+    ensure!(
+        out.stderr.contains("executable file not found"),
+        "the message says why: {out}"
+    );
+    let state = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}",
+            "ec",
+        ])?
+        .ok()?;
+    ensure!(
+        state.stdout.starts_with("exited 127 ") && state.stdout.contains("nosuchcmd"),
+        "{state}"
+    );
+    let engine = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "capsa-test-no-such-image",
+    ])?;
+    ensure!(engine.code() == 125, "an engine failure is 125: {engine}");
+    d.docker(&["rm", "ec"])?.ok()?;
+    Ok(())
+}

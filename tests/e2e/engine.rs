@@ -1018,3 +1018,35 @@ fn load_id(ctx: &EngineContext, layout: &Path) -> Result<String> {
         .context("load prints the image id")?
         .to_owned())
 }
+
+#[test]
+fn a_file_that_is_not_a_tarball_is_refused_in_one_line_without_its_bytes() -> Result<()> {
+    let ctx = EngineContext::new("engine-not-tar")?;
+    let file = ctx.dir().join("capsa-test-passwd");
+    std::fs::write(
+        &file,
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+    )?;
+    let path = file.to_str().context("path")?;
+    for args in [
+        vec!["load", "-i", path],
+        vec!["import", path, "capsa-test-x:1"],
+    ] {
+        let out = ctx.capsa(&args)?;
+        ensure!(out.code() == 125, "{args:?}: {out}");
+        ensure!(
+            out.stderr.trim().lines().count() == 1 && out.stderr.contains("not a tar archive"),
+            "{args:?} says what is wrong in one line: {out}"
+        );
+        ensure!(
+            !out.stderr.contains("root:x:0"),
+            "{args:?} echoes the file: {out}"
+        );
+    }
+    let images = ctx.capsa(&["images", "-q"])?.ok()?;
+    ensure!(
+        images.stdout.trim().is_empty(),
+        "nothing was added: {images}"
+    );
+    Ok(())
+}

@@ -46,9 +46,24 @@ pub enum EngineError {
     /// container that runs).
     #[error("{0}")]
     Conflict(String),
+    /// The container's monitor could not start its process; the text is the monitor's report.
+    #[error("{0}")]
+    StartFailed(String),
 }
 
 impl EngineError {
+    /// The exit code Docker gives a container whose command could not be started: 127 when it
+    /// does not exist, 126 when it cannot be invoked (not executable, a directory). dockerd
+    /// decides it from the runtime's words, and so does the docker CLI; the runtime says them
+    /// (`exec: "X": executable file not found in $PATH`, `…: permission denied`).
+    pub fn command_exit_code(&self) -> Option<i32> {
+        match self {
+            EngineError::Runtime(e) => command_exit_code(&e.to_string()),
+            EngineError::StartFailed(report) => command_exit_code(report),
+            _ => None,
+        }
+    }
+
     /// Docker's HTTP status for this error: 404 for what does not exist, 400 for bad input,
     /// 409 for a conflict with the current state, 500 otherwise. The daemon answers with it and
     /// the CLI's exit codes follow it.
@@ -77,11 +92,27 @@ impl EngineError {
                     _ => 500,
                 }
             }
+            e if e.command_exit_code().is_some() => 400,
             EngineError::Runtime(crate::Error::NotFound(_)) => 404,
             EngineError::Runtime(crate::Error::WrongStatus { .. }) => 409,
             EngineError::Runtime(crate::Error::InvalidConfig(_)) => 400,
             _ => 500,
         }
+    }
+}
+
+/// The rule behind [`EngineError::command_exit_code`], on a start error's text (what a client of
+/// a daemon has): the docker CLI applies the same one.
+pub fn command_exit_code(text: &str) -> Option<i32> {
+    if !text.contains("exec: ") {
+        return None;
+    }
+    if text.contains("executable file not found") || text.contains("no such file or directory") {
+        Some(127)
+    } else if text.contains("permission denied") || text.contains("is a directory") {
+        Some(126)
+    } else {
+        None
     }
 }
 

@@ -537,7 +537,11 @@ impl Engine {
         }
         self.mark_stopped(c, false);
         let _ = std::fs::remove_file(self.container_dir(&c.id).join("run.json"));
+        let started = now_rfc3339();
         let result = monitor::spawn(self, c, attach);
+        if let Err(e) = &result {
+            self.record_command_failure(c, e, &started);
+        }
         if result.is_err() {
             let _ = unmount(&self.rootfs_dir(c));
             if c.auto_remove && self.remove_files(c).is_ok() {
@@ -546,6 +550,22 @@ impl Engine {
             }
         }
         result.map(|()| StartOutcome::Started)
+    }
+
+    /// A start that failed because the command cannot run leaves the container exited with
+    /// Docker's code (127 or 126) and the message as `State.Error`, as dockerd records it.
+    fn record_command_failure(&self, c: &ContainerRecord, e: &EngineError, started: &str) {
+        if let Some(code) = e.command_exit_code() {
+            let _ = self.write_exit(
+                c,
+                &ExitRecord {
+                    code,
+                    started: started.to_string(),
+                    finished: now_rfc3339(),
+                    error: Some(e.to_string()),
+                },
+            );
+        }
     }
 
     /// `capsa run` in the foreground: create and start in this process, forward signals, wait,
@@ -563,7 +583,10 @@ impl Engine {
             ..CreateOptions::default()
         };
         self.emit_container(c, "start", &[]);
-        let result = runtime::run(&self.runtime, &options, false);
+        let result = runtime::run(&self.runtime, &options, false).map_err(EngineError::from);
+        if let Err(e) = &result {
+            self.record_command_failure(c, e, &started);
+        }
         if let Ok(code) = &result {
             self.write_exit(
                 c,
@@ -582,7 +605,7 @@ impl Engine {
             self.remove_anonymous_volumes(c);
             self.emit_container(c, "destroy", &[]);
         }
-        Ok(result?)
+        result
     }
 
     /// Polls until the container has no runtime container left (its monitor reaped it).

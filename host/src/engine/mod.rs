@@ -44,7 +44,7 @@ mod wasm;
 
 pub use container::{ContainerRecord, ExitRecord, MountPoint, State};
 pub use diff::{Change, ChangeKind};
-pub use error::{EngineError, Result};
+pub use error::{EngineError, Result, command_exit_code};
 pub use events::{Event, EventFilter, EventReader};
 pub use exec_records::{ExecConfig, ExecRecord, exec_inspect_json};
 pub use lifecycle::{

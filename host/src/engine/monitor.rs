@@ -153,7 +153,7 @@ pub(crate) fn spawn(engine: &Engine, c: &ContainerRecord, attach: Vec<OwnedFd>) 
             "the monitor of container {} died before starting it",
             c.name
         ))),
-        None => Err(EngineError::Conflict(text)),
+        None => Err(EngineError::StartFailed(text)),
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use nix::unistd::execve;
 use oci_spec::runtime::Process;
 
-use crate::error::{Context, Error, Result, invalid};
+use crate::error::{Error, Result, invalid};
 use crate::wasm::ShimExec;
 
 pub(crate) const DEFAULT_PATH: &str =
@@ -50,11 +50,13 @@ impl Program {
     }
 
     /// Replaces this process with the program; returns only on failure.
+    /// The error says runc's (and Go's) words, `exec: "PATH": permission denied`, which the
+    /// docker CLI and podman turn into exit codes 126 and 127.
     pub fn exec(&self) -> Error {
         match execve(&self.path_c, &self.args, &self.env) {
-            Err(e) => Error::Sys {
-                what: format!("exec {}", self.path.display()),
-                errno: e,
+            Err(e) => Error::Step {
+                step: format!("exec: {:?}", self.path.display().to_string()),
+                message: e.desc().to_lowercase(),
             },
         }
     }
@@ -95,10 +97,19 @@ fn find_executable(arg0: &str, search_path: &str) -> Result<PathBuf> {
     };
     if arg0.contains('/') {
         let path = PathBuf::from(arg0);
+        let step = || format!("exec: {arg0:?}");
         return match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => Err(invalid(format!("exec {arg0:?}: is a directory"))),
+            Ok(m) if m.is_dir() => Err(Error::Step {
+                step: step(),
+                message: "is a directory".into(),
+            }),
             Ok(_) => Ok(path),
-            Err(e) => Err(e).with(|| format!("exec {arg0:?}")),
+            Err(e) => Err(Error::Step {
+                step: step(),
+                message: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+                    .desc()
+                    .to_lowercase(),
+            }),
         };
     }
     search_path
@@ -106,7 +117,7 @@ fn find_executable(arg0: &str, search_path: &str) -> Result<PathBuf> {
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
         .find(|candidate| is_executable(candidate))
         .ok_or_else(|| Error::Step {
-            step: format!("exec {arg0:?}"),
+            step: format!("exec: {arg0:?}"),
             message: "executable file not found in $PATH".into(),
         })
 }

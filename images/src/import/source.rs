@@ -98,7 +98,7 @@ impl TarSource {
         let bad = |e: io::Error| {
             invalid(
                 path.display().to_string(),
-                format!("reading the archive: {e}"),
+                format!("reading the archive: {}", crate::error::tar_error(e)),
             )
         };
         let mut archive = tar::Archive::new(&file);

@@ -89,7 +89,7 @@ pub(crate) fn unpack(
     let stream_err = |source| Error::LayerStream {
         layer: label.to_owned(),
         what: compression.stream_name(),
-        source,
+        cause: crate::error::tar_error(source),
     };
     let decoder = compression.decoder(reader).map_err(stream_err)?;
     // tar reads a 512-byte header at a time: buffer above the hasher so the blob is read and
@@ -281,7 +281,7 @@ impl Extract<'_> {
                             return Err(Error::LayerStream {
                                 layer: layer.to_owned(),
                                 what: compression.stream_name(),
-                                source,
+                                cause: crate::error::tar_error(source),
                             });
                         }
                     };

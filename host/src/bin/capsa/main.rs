@@ -725,13 +725,25 @@ fn dispatch(cli: Cli) -> Result<i32> {
             for w in warnings {
                 eprintln!("WARNING: {w}");
             }
-            if detach {
-                b.start(&id)?;
-                println!("{id}");
-                Ok(0)
+            let started = if detach {
+                b.start(&id).map(|()| {
+                    println!("{id}");
+                    0
+                })
             } else {
                 b.run_attached(&id, &options)
-            }
+            };
+            // A command that cannot run exits 127 (not found) or 126 (not invokable), as
+            // `docker run` does; any other failure of the engine is 125.
+            started.or_else(
+                |e| match capsa_host::engine::command_exit_code(&format!("{e:#}")) {
+                    Some(code) => {
+                        eprintln!("capsa: {e:#}");
+                        Ok(code)
+                    }
+                    None => Err(e),
+                },
+            )
         }
         Command::Start { containers } => each(&containers, |c| b.start(c)),
         Command::Stop {
