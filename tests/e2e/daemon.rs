@@ -2134,3 +2134,55 @@ fn commands_that_cannot_start_exit_as_docker_says() -> Result<()> {
     d.docker(&["rm", "ec"])?.ok()?;
     Ok(())
 }
+
+#[test]
+fn docker_security_opt_seccomp_sends_the_profile_and_it_applies() -> Result<()> {
+    // The docker CLI reads the file and sends the profile itself in HostConfig.SecurityOpt.
+    let d = Daemon::start("daemon-seccomp")?;
+    d.load_busybox("bb:1")?;
+    let profile = d.dir().join("deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })
+        .to_string(),
+    )?;
+    let opt = format!("seccomp={}", profile.display());
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--security-opt",
+            &opt,
+            "bb:1",
+            "sh",
+            "-c",
+            "mkdir /tmp/x 2>&1; echo mkdir=$?",
+        ])?
+        .ok()?;
+    ensure!(
+        out.stdout.contains("Operation not permitted") && out.stdout.contains("mkdir=1"),
+        "{out}"
+    );
+    let bad = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--security-opt",
+        "apparmor=capsa-test",
+        "bb:1",
+        "true",
+    ])?;
+    if !std::path::Path::new("/sys/module/apparmor/parameters/enabled").exists() {
+        ensure!(
+            bad.code() == 125 && bad.stderr.contains("AppArmor"),
+            "apparmor on a kernel without it: {bad}"
+        );
+    }
+    Ok(())
+}

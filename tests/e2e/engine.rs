@@ -1050,3 +1050,132 @@ fn a_file_that_is_not_a_tarball_is_refused_in_one_line_without_its_bytes() -> Re
     );
     Ok(())
 }
+
+#[test]
+fn security_opts_apply_a_seccomp_profile_lift_system_paths_and_refuse_what_cannot_hold()
+-> Result<()> {
+    let ctx = EngineContext::new("engine-security-opt")?;
+    busybox_image(&ctx)?;
+    // A profile in Docker's format: everything allowed but mkdir, which fails with EPERM.
+    let profile = ctx.dir().join("deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                         "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["chroot"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                 "excludes": {"caps": ["CAP_SYS_CHROOT"]}}
+            ]
+        })
+        .to_string(),
+    )?;
+    let opt = format!("seccomp={}", profile.display());
+    let out = ctx
+        .run(&[
+            "--rm",
+            "--network",
+            "none",
+            "--security-opt",
+            &opt,
+            "bb:1",
+            "sh",
+            "-c",
+            "mkdir /tmp/x 2>&1; echo mkdir=$?; chroot / true; echo chroot=$?",
+        ])?
+        .ok()?;
+    ensure!(
+        out.stdout.contains("Operation not permitted") && out.stdout.contains("mkdir=1"),
+        "mkdir is refused by the profile: {out}"
+    );
+    // Docker's set has CAP_SYS_CHROOT, so the rule that excludes it is left out.
+    ensure!(out.stdout.contains("chroot=0"), "chroot is allowed: {out}");
+    let out = ctx
+        .run(&[
+            "--rm",
+            "--network",
+            "none",
+            "--cap-drop",
+            "SYS_CHROOT",
+            "--security-opt",
+            &opt,
+            "bb:1",
+            "sh",
+            "-c",
+            "chroot / true 2>/dev/null; echo chroot=$?",
+        ])?
+        .ok()?;
+    ensure!(
+        out.stdout.contains("chroot=1"),
+        "without the capability the rule applies: {out}"
+    );
+    // podman's default profile, as users pass it.
+    let podman = std::path::Path::new("/usr/share/containers/seccomp.json");
+    if podman.exists() {
+        let opt = format!("seccomp={}", podman.display());
+        let out = ctx
+            .run(&[
+                "--rm",
+                "--network",
+                "none",
+                "--security-opt",
+                &opt,
+                "bb:1",
+                "echo",
+                "ok",
+            ])?
+            .ok()?;
+        ensure!(out.stdout == "ok\n", "{out}");
+    }
+    // systempaths=unconfined lifts the masked paths.
+    let masked = ctx
+        .run(&[
+            "--rm",
+            "--network",
+            "none",
+            "bb:1",
+            "sh",
+            "-c",
+            "wc -c < /proc/timer_list",
+        ])?
+        .ok()?;
+    ensure!(masked.stdout.trim() == "0", "masked by default: {masked}");
+    let open = ctx
+        .run(&[
+            "--rm",
+            "--network",
+            "none",
+            "--security-opt",
+            "systempaths=unconfined",
+            "bb:1",
+            "sh",
+            "-c",
+            "wc -c < /proc/timer_list",
+        ])?
+        .ok()?;
+    ensure!(open.stdout.trim() != "0", "unmasked: {open}");
+    // What cannot hold is refused, naming the flag; nothing is created.
+    let mut refusals = vec![
+        ("seccomp=/nonexistent/capsa-test.json", "seccomp"),
+        ("label=type:capsa_t", "label"),
+        ("bogus=1", "bogus"),
+    ];
+    if !std::path::Path::new("/sys/module/apparmor/parameters/enabled").exists() {
+        refusals.push(("apparmor=capsa-test", "AppArmor is not enabled"));
+    }
+    for (opt, says) in refusals {
+        let out = ctx.run(&["--network", "none", "--security-opt", opt, "bb:1", "true"])?;
+        ensure!(
+            out.code() == 125 && out.stderr.contains("--security-opt") && out.stderr.contains(says),
+            "--security-opt {opt}: {out}"
+        );
+    }
+    let left = ctx.capsa(&["ps", "-aq"])?.ok()?;
+    ensure!(
+        left.stdout.trim().is_empty(),
+        "no container was left: {left}"
+    );
+    Ok(())
+}

@@ -36,6 +36,7 @@ mod logs;
 pub mod monitor;
 mod named_volumes;
 mod reconcile;
+mod seccomp_profile;
 pub mod spec;
 mod usage;
 mod user;

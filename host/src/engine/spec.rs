@@ -412,6 +412,12 @@ pub(crate) struct Checked {
     /// Capabilities of the process (Docker's set with `--cap-add`/`--cap-drop` applied).
     pub capabilities: Vec<String>,
     pub no_new_privileges: bool,
+    /// `--security-opt apparmor=PROFILE` (checked: the kernel has AppArmor).
+    pub apparmor_profile: Option<String>,
+    /// `--security-opt seccomp=PROFILE.json`, converted for this container's capabilities.
+    pub seccomp: Option<Value>,
+    /// `--security-opt systempaths=unconfined`: no masked or read-only /proc and /sys paths.
+    pub unconfined_system_paths: bool,
     /// The host's init binary for `--init`.
     pub init: Option<PathBuf>,
 }
@@ -760,20 +766,42 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
         check_healthcheck(h)?;
     }
     let mut no_new_privileges = false;
+    let mut apparmor_profile = None;
+    let mut seccomp_file = None;
+    let mut unconfined_system_paths = false;
     for opt in &options.security_opt {
         let (key, value) = opt
             .split_once(['=', ':'])
             .map_or((opt.as_str(), ""), |(k, v)| (k, v));
+        let flag = || format!("--security-opt {opt}");
         match (key, value) {
             ("no-new-privileges", "" | "true") => no_new_privileges = true,
             ("no-new-privileges", "false") => no_new_privileges = false,
-            // No seccomp profile is applied yet, and this host has no LSM: these ask for what
-            // already holds.
+            // No default seccomp profile is applied yet: unconfined is what already holds.
             ("seccomp", "unconfined") | ("apparmor", "unconfined") | ("label", "disable") => {}
+            ("seccomp", path) if !path.is_empty() => seccomp_file = Some(path.to_string()),
+            ("apparmor", profile) if !profile.is_empty() => {
+                if !crate::envelope::lsm::apparmor_enabled() {
+                    return Err(invalid(flag(), "AppArmor is not enabled in this kernel"));
+                }
+                apparmor_profile = Some(profile.to_string());
+            }
+            ("label", _) => {
+                return Err(invalid(
+                    flag(),
+                    if crate::envelope::lsm::selinux_enabled() {
+                        "SELinux labels are not supported by capsa yet (label=disable is)"
+                    } else {
+                        "SELinux is not enabled on this host"
+                    },
+                ));
+            }
+            ("systempaths", "unconfined") => unconfined_system_paths = true,
             _ => {
                 return Err(invalid(
-                    format!("--security-opt {opt:?}"),
-                    "supported: no-new-privileges[=true|false], seccomp=unconfined, apparmor=unconfined, label=disable",
+                    flag(),
+                    "supported: no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json, \
+                     apparmor=unconfined|PROFILE, label=disable, systempaths=unconfined",
                 ));
             }
         }
@@ -839,13 +867,31 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
             ));
         }
     }
+    let capabilities = capabilities(options)?;
+    let seccomp = seccomp_file
+        .map(|source| {
+            let shown = if source.trim_start().starts_with('{') {
+                "(the profile given inline)"
+            } else {
+                source.as_str()
+            };
+            super::seccomp_profile::load(
+                &source,
+                &format!("--security-opt seccomp={shown}"),
+                &capabilities,
+            )
+        })
+        .transpose()?;
     Ok(Checked {
         binds,
         volumes,
         tmpfs,
         env,
-        capabilities: capabilities(options)?,
+        capabilities,
         no_new_privileges,
+        apparmor_profile,
+        seccomp,
+        unconfined_system_paths,
         init: if options.init {
             Some(find_init()?)
         } else {
@@ -1178,6 +1224,9 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Vec<u8>> {
     if let Some(adj) = options.oom_score_adj {
         spec["process"]["oomScoreAdj"] = json!(adj);
     }
+    if let Some(profile) = &checked.apparmor_profile {
+        spec["process"]["apparmorProfile"] = json!(profile);
+    }
     spec["root"] = json!({ "path": input.rootfs, "readonly": options.read_only });
     spec["hostname"] = json!(input.hostname);
     if let Some(d) = options.domainname.as_ref().filter(|d| !d.is_empty()) {
@@ -1222,6 +1271,15 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Vec<u8>> {
     }
     let linux = &mut spec["linux"];
     linux["cgroupsPath"] = json!(input.cgroup);
+    if let Some(seccomp) = &checked.seccomp {
+        linux["seccomp"] = seccomp.clone();
+    }
+    if checked.unconfined_system_paths
+        && let Some(obj) = linux.as_object_mut()
+    {
+        obj.remove("maskedPaths");
+        obj.remove("readonlyPaths");
+    }
     if !options.sysctls.is_empty() {
         linux["sysctl"] = json!(options.sysctls);
     }
