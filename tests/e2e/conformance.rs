@@ -170,16 +170,7 @@ fn rootfs_propagation_with_an_unknown_value_is_refused() -> Result<()> {
     }
     let mut b = ctx.bundle()?;
     b.linux().set_rootfs_propagation(Some("sideways".into()));
-    b.write()?;
-    let id = ctx.new_id();
-    let out = ctx
-        .rt(&["create", "--bundle", path_str(&b.dir)?, &id])?
-        .failed()?;
-    ensure!(
-        out.stderr.contains("rootfsPropagation") && out.stderr.contains("sideways"),
-        "the error names the field and the value: {out}"
-    );
-    ctx.assert_nothing_left(&id, &b)
+    create_fails_naming(&ctx, &b, "rootfsPropagation", "sideways")
 }
 
 #[test]
@@ -298,16 +289,7 @@ fn config_without_a_mount_namespace_is_refused_with_the_reason() -> Result<()> {
     }
     let mut b = ctx.bundle()?;
     b.without_namespace(oci_spec::runtime::LinuxNamespaceType::Mount);
-    b.write()?;
-    let id = ctx.new_id();
-    let out = ctx
-        .rt(&["create", "--bundle", path_str(&b.dir)?, &id])?
-        .failed()?;
-    ensure!(
-        out.stderr.contains("mount namespace") && out.stderr.contains("host"),
-        "the error says why: {out}"
-    );
-    ctx.assert_nothing_left(&id, &b)
+    create_fails_naming(&ctx, &b, "mount namespace", "host")
 }
 
 /// Creates a container from `b` and expects a failure naming `field`, with nothing left.
@@ -397,23 +379,15 @@ fn unsupported_fields_are_refused_by_name() -> Result<()> {
             "process.scheduler",
         ),
     ] {
-        let b = ctx.bundle()?;
+        let mut b = ctx.bundle()?;
         let mut json = b.to_json()?;
         let (parent, key) = pointer.rsplit_once('/').context("pointer")?;
         json.pointer_mut(parent)
             .and_then(|v| v.as_object_mut())
             .context("parent object")?
             .insert(key.to_string(), value);
-        b.write_json(&json)?;
-        let id = ctx.new_id();
-        let out = ctx
-            .rt(&["create", "--bundle", path_str(&b.dir)?, &id])?
-            .failed()?;
-        ensure!(
-            out.stderr.contains(field) && out.stderr.contains("not supported"),
-            "the error names {field}: {out}"
-        );
-        ctx.assert_nothing_left(&id, &b)?;
+        b.spec = serde_json::from_value(json).with_context(|| format!("{field} in the spec"))?;
+        create_fails_naming(&ctx, &b, field, "not supported")?;
     }
     Ok(())
 }
@@ -542,16 +516,8 @@ fn resources_that_cannot_be_honoured_fail_create_naming_the_field() -> Result<()
     }
     for (json, field) in cases {
         let mut b = ctx.bundle()?;
-        b.linux()
-            .set_resources(Some(serde_json::from_value(json.clone())?));
-        b.write()?;
-        let id = ctx.new_id();
-        let out = ctx
-            .rt(&["create", "--bundle", path_str(&b.dir)?, &id])?
-            .failed()
-            .with_context(|| format!("{json}"))?;
-        ensure!(out.stderr.contains(field), "the error names {field}: {out}");
-        ctx.assert_nothing_left(&id, &b)?;
+        b.linux().set_resources(Some(serde_json::from_value(json)?));
+        create_fails_naming(&ctx, &b, "linux.resources", field)?;
     }
     Ok(())
 }

@@ -275,20 +275,11 @@ fn docker_exec_and_attach_work_on_a_terminal() -> Result<()> {
     ensure!(bad.code() != 0, "{bad}");
 
     // exec -it under a real terminal (script(1) gives the docker CLI a pty of 30x100).
-    let script = format!(
-        "stty rows 30 cols 100; DOCKER_HOST={} DOCKER_CONFIG={} {} exec -it box sh -c 'tty; stty size; echo TERM=$TERM; exit 5'",
-        d.host(),
-        d.dir().join("docker-config").display(),
-        d.docker.display()
-    );
-    let mut cmd = std::process::Command::new("script");
-    cmd.args(["-eqc", &script, "/dev/null"])
-        .stdin(std::process::Stdio::null());
-    let tty = capsa_tests::daemon::run_captured(
-        cmd,
+    let tty = d.docker_on_a_terminal(
+        "",
+        (30, 100),
+        "exec -it box sh -c 'tty; stty size; echo TERM=$TERM; exit 5'",
         "script docker exec -it",
-        &d.dir().join("io"),
-        Duration::from_secs(30),
     )?;
     ensure!(tty.code() == 5, "{tty}");
     ensure!(
@@ -311,19 +302,11 @@ fn docker_exec_and_attach_work_on_a_terminal() -> Result<()> {
         "sh",
     ])?
     .ok()?;
-    let script = format!(
-        "(sleep 1; printf 'echo typed-$((6*7))\\n'; sleep 1; printf '\\020\\021'; sleep 1) | script -qc 'DOCKER_HOST={} DOCKER_CONFIG={} {} attach shell' /dev/null",
-        d.host(),
-        d.dir().join("docker-config").display(),
-        d.docker.display()
-    );
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", &script]).stdin(std::process::Stdio::null());
-    let attached = capsa_tests::daemon::run_captured(
-        cmd,
+    let attached = d.docker_on_a_terminal(
+        "sleep 1; printf 'echo typed-$((6*7))\\n'; sleep 1; printf '\\020\\021'; sleep 1",
+        (24, 80),
+        "attach shell",
         "script docker attach",
-        &d.dir().join("io"),
-        Duration::from_secs(30),
     )?;
     ensure!(attached.stdout.contains("typed-42"), "{attached}");
     let still = d
@@ -1808,19 +1791,11 @@ fn docker_image_and_container_verbs_round_trip() -> Result<()> {
     ensure!(ps.stdout.contains("(Paused)"), "{ps}");
     d.docker(&["unpause", "new-name"])?.ok()?;
     // docker run -it under a terminal: the shell's output and exit code.
-    let script = format!(
-        "(sleep 1; printf 'echo in-tty-$((2+3)); exit 6\\r') | script -eqc 'stty rows 24 cols 80; DOCKER_HOST={} DOCKER_CONFIG={} {} run -it --rm --network none bb:1 sh' /dev/null",
-        d.host(),
-        d.dir().join("docker-config").display(),
-        d.docker.display()
-    );
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", &script]).stdin(std::process::Stdio::null());
-    let tty = capsa_tests::daemon::run_captured(
-        cmd,
+    let tty = d.docker_on_a_terminal(
+        "sleep 1; printf 'echo in-tty-$((2+3)); exit 6\\r'",
+        (24, 80),
+        "run -it --rm --network none bb:1 sh",
         "docker run -it",
-        &d.dir().join("io"),
-        Duration::from_secs(30),
     )?;
     ensure!(tty.code() == 6 && tty.stdout.contains("in-tty-5"), "{tty}");
     // system df, prunes.

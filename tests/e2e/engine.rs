@@ -1158,9 +1158,9 @@ fn security_opts_apply_a_seccomp_profile_lift_system_paths_and_refuse_what_canno
     ensure!(open.stdout.trim() != "0", "unmasked: {open}");
     // What cannot hold is refused, naming the flag; nothing is created.
     let mut refusals = vec![
-        ("seccomp=/nonexistent/capsa-test.json", "seccomp"),
-        ("label=type:capsa_t", "label"),
-        ("bogus=1", "bogus"),
+        ("seccomp=/nonexistent/capsa-test.json", "No such file"),
+        ("label=type:capsa_t", "SELinux"),
+        ("bogus=1", "supported: no-new-privileges"),
     ];
     if !std::path::Path::new("/sys/module/apparmor/parameters/enabled").exists() {
         refusals.push(("apparmor=capsa-test", "AppArmor is not enabled"));

@@ -359,6 +359,33 @@ impl Daemon {
         Ok(archive)
     }
 
+    /// `docker ARGS` (`args` is a shell fragment) on a pseudo-terminal of `rows`x`cols` that
+    /// script(1) makes, its keyboard fed by the shell fragment `input` (empty: nothing); the exit
+    /// code is docker's. For `exec -it`, `run -it` and `attach`, which need a real terminal.
+    pub fn docker_on_a_terminal(
+        &self,
+        input: &str,
+        (rows, cols): (u16, u16),
+        args: &str,
+        what: &str,
+    ) -> Result<CmdOutput> {
+        let inner = format!(
+            "stty rows {rows} cols {cols}; DOCKER_HOST={} DOCKER_CONFIG={} {} {args}",
+            self.host(),
+            self.dir().join("docker-config").display(),
+            self.docker.display()
+        );
+        let outer = if input.is_empty() {
+            "script -eqc \"$0\" /dev/null".to_string()
+        } else {
+            format!("({input}) | script -eqc \"$0\" /dev/null")
+        };
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", &outer, &inner])
+            .stdin(std::process::Stdio::null());
+        run_captured(cmd, what, &self.dir().join("io"), Duration::from_secs(30))
+    }
+
     /// `docker load` of the busybox image, named `reference`.
     pub fn load_busybox(&self, reference: &str) -> Result<()> {
         let archive = self.busybox_archive(reference)?;

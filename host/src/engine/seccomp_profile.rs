@@ -58,11 +58,18 @@ fn strings(value: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// Reads the profile `source` names (named `flag` in errors) and converts it for a container with
+/// Reads the profile of `--security-opt seccomp=SOURCE` and converts it for a container with
 /// `capabilities`. `source` is a file, or the profile itself: the docker CLI reads the file and
 /// sends its contents in `HostConfig.SecurityOpt`.
-pub(crate) fn load(source: &str, flag: &str, capabilities: &[String]) -> Result<Value> {
-    let text = if source.trim_start().starts_with('{') {
+pub(crate) fn load(source: &str, capabilities: &[String]) -> Result<Value> {
+    let inline = source.trim_start().starts_with('{');
+    let flag = if inline {
+        "--security-opt seccomp=(the profile given inline)".to_string()
+    } else {
+        format!("--security-opt seccomp={source}")
+    };
+    let flag = flag.as_str();
+    let text = if inline {
         source.to_string()
     } else {
         std::fs::read_to_string(source).map_err(|e| invalid(flag, e.to_string()))?

@@ -869,18 +869,7 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
     }
     let capabilities = capabilities(options)?;
     let seccomp = seccomp_file
-        .map(|source| {
-            let shown = if source.trim_start().starts_with('{') {
-                "(the profile given inline)"
-            } else {
-                source.as_str()
-            };
-            super::seccomp_profile::load(
-                &source,
-                &format!("--security-opt seccomp={shown}"),
-                &capabilities,
-            )
-        })
+        .map(|source| super::seccomp_profile::load(&source, &capabilities))
         .transpose()?;
     Ok(Checked {
         binds,

@@ -5,6 +5,7 @@ use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::unistd::execve;
 use oci_spec::runtime::Process;
 
@@ -49,15 +50,10 @@ impl Program {
         })
     }
 
-    /// Replaces this process with the program; returns only on failure.
-    /// The error says runc's (and Go's) words, `exec: "PATH": permission denied`, which the
-    /// docker CLI and podman turn into exit codes 126 and 127.
+    /// Replaces this process with the program; returns only on failure ([`exec_error`]).
     pub fn exec(&self) -> Error {
         match execve(&self.path_c, &self.args, &self.env) {
-            Err(e) => Error::Step {
-                step: format!("exec: {:?}", self.path.display().to_string()),
-                message: e.desc().to_lowercase(),
-            },
+            Err(e) => exec_error(&self.path.display().to_string(), e),
         }
     }
 }
@@ -90,6 +86,15 @@ impl<'a> Payload<'a> {
     }
 }
 
+/// Why `program` could not be exec'd, in runc's (and Go's) words, `exec: "PATH": permission
+/// denied`: the docker CLI and podman turn them into exit codes 126 and 127.
+fn exec_error(program: &str, errno: Errno) -> Error {
+    Error::Step {
+        step: format!("exec: {program:?}"),
+        message: errno.desc().to_lowercase(),
+    }
+}
+
 /// Finds `arg0` like execvp: a name with a slash is used as is, anything else is looked up in PATH.
 fn find_executable(arg0: &str, search_path: &str) -> Result<PathBuf> {
     let is_executable = |p: &Path| {
@@ -97,19 +102,13 @@ fn find_executable(arg0: &str, search_path: &str) -> Result<PathBuf> {
     };
     if arg0.contains('/') {
         let path = PathBuf::from(arg0);
-        let step = || format!("exec: {arg0:?}");
         return match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => Err(Error::Step {
-                step: step(),
-                message: "is a directory".into(),
-            }),
+            Ok(m) if m.is_dir() => Err(exec_error(arg0, Errno::EISDIR)),
             Ok(_) => Ok(path),
-            Err(e) => Err(Error::Step {
-                step: step(),
-                message: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
-                    .desc()
-                    .to_lowercase(),
-            }),
+            Err(e) => Err(exec_error(
+                arg0,
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )),
         };
     }
     search_path

@@ -75,9 +75,8 @@ impl MountOptions {
                     parsed.recursive = true;
                     (MsFlags::empty(), MsFlags::empty())
                 }
-                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
-                | "unbindable" | "runbindable" => {
-                    parsed.propagation.push(propagation_flag(option));
+                keyword if propagation_flag(keyword).is_some() => {
+                    parsed.propagation.extend(propagation_flag(keyword));
                     (MsFlags::empty(), MsFlags::empty())
                 }
                 "idmap" | "ridmap" => {
@@ -100,20 +99,25 @@ impl MountOptions {
     }
 }
 
-/// The mount(2) flag for a propagation keyword (`rslave` → MS_SLAVE|MS_REC).
-pub fn propagation_flag(keyword: &str) -> MsFlags {
-    let recursive = keyword.starts_with('r') && keyword != "remount";
-    let base = match keyword.trim_start_matches('r') {
+/// The mount(2) flag for a propagation keyword (`rslave` → MS_SLAVE|MS_REC); None for a word
+/// that is not one (the mount options and `linux.rootfsPropagation` share this list).
+pub fn propagation_flag(keyword: &str) -> Option<MsFlags> {
+    let (recursive, base) = match keyword.strip_prefix('r') {
+        Some(base) => (true, base),
+        None => (false, keyword),
+    };
+    let base = match base {
         "shared" => MsFlags::MS_SHARED,
         "slave" => MsFlags::MS_SLAVE,
+        "private" => MsFlags::MS_PRIVATE,
         "unbindable" => MsFlags::MS_UNBINDABLE,
-        _ => MsFlags::MS_PRIVATE,
+        _ => return None,
     };
-    if recursive {
+    Some(if recursive {
         base | MsFlags::MS_REC
     } else {
         base
-    }
+    })
 }
 
 #[cfg(test)]

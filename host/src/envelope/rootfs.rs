@@ -21,7 +21,7 @@ use crate::error::{Context, Result};
 /// end ([`apply_root_propagation`]), as runc does since 1.1.
 pub fn prepare(rootfs: &Path, propagation: Option<&str>) -> Result<std::os::fd::OwnedFd> {
     let flag = propagation
-        .map(propagation_flag)
+        .and_then(propagation_flag)
         .filter(|f| !f.contains(MsFlags::MS_UNBINDABLE))
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
@@ -116,7 +116,9 @@ pub fn apply_root_propagation(propagation: Option<&str>) -> Result<()> {
     let Some(keyword) = propagation else {
         return Ok(());
     };
-    let flag = propagation_flag(keyword);
+    let flag = propagation_flag(keyword).ok_or_else(|| {
+        crate::error::invalid(format!("linux.rootfsPropagation {keyword:?} is unknown"))
+    })?;
     mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
         .with(|| format!("linux.rootfsPropagation {keyword}: set {flag:?} on /"))
 }

@@ -25,23 +25,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .as_ref()
         .ok_or_else(|| invalid("config.json has no linux section"))?;
 
-    if let Some(propagation) = linux.rootfs_propagation() {
-        const KNOWN: [&str; 8] = [
-            "shared",
-            "slave",
-            "private",
-            "unbindable",
-            "rshared",
-            "rslave",
-            "rprivate",
-            "runbindable",
-        ];
-        if !KNOWN.contains(&propagation.as_str()) {
-            return Err(invalid(format!(
-                "linux.rootfsPropagation {propagation:?} is not one of shared, slave, private, \
-                 unbindable (or their recursive r- forms)"
-            )));
-        }
+    if let Some(propagation) = linux.rootfs_propagation()
+        && crate::envelope::mount_options::propagation_flag(propagation).is_none()
+    {
+        return Err(invalid(format!(
+            "linux.rootfsPropagation {propagation:?} is not one of shared, slave, private, \
+             unbindable (or their recursive r- forms)"
+        )));
     }
     let mut seen = HashSet::new();
     let namespaces = linux.namespaces().as_deref().unwrap_or_default();
