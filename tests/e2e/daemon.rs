@@ -1930,11 +1930,65 @@ fn docker_run_flags_reach_the_container() -> Result<()> {
             && lines.get(2).is_some_and(|l| l.contains("8192")),
         "{out}"
     );
-    // Refused clearly: what is not built yet.
-    let privileged = d.docker(&["run", "--rm", "--privileged", "bb:1", "true"])?;
+    // Confinement through HostConfig: the default filter, --privileged, devices and rules.
+    let status = |extra: &[&str]| -> Result<String> {
+        let mut args = vec!["run", "--rm"];
+        args.extend(extra);
+        args.extend([
+            "bb:1",
+            "grep",
+            "-E",
+            "^(Seccomp|CapEff):",
+            "/proc/self/status",
+        ]);
+        Ok(d.docker(&args)?.ok()?.stdout)
+    };
+    let default = status(&[])?;
     ensure!(
-        privileged.code() != 0 && privileged.stderr.contains("--privileged"),
+        default.contains("Seccomp:\t2") && default.contains("00000000a80425fb"),
+        "{default}"
+    );
+    let privileged = status(&["--privileged"])?;
+    ensure!(
+        privileged.contains("Seccomp:\t0") && !privileged.contains("00000000a80425fb"),
         "{privileged}"
+    );
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/null:/dev/capsa-null:rw",
+            "--device-cgroup-rule",
+            "b 7:* r",
+            "bb:1",
+            "sh",
+            "-c",
+            "ls -l /dev/capsa-null; mknod /tmp/l b 7 0; head -c1 /tmp/l; echo head=$?",
+        ])?
+        .ok()?;
+    ensure!(
+        out.stdout.contains("1,   3") && !out.stderr.contains("Operation not permitted"),
+        "{out}"
+    );
+    let info = d
+        .docker(&["info", "--format", "{{json .SecurityOptions}}"])?
+        .ok()?;
+    ensure!(
+        info.stdout.contains("name=seccomp,profile=builtin"),
+        "{info}"
+    );
+    let missing = d.docker(&[
+        "run",
+        "--rm",
+        "--device",
+        "/nonexistent/capsa",
+        "bb:1",
+        "true",
+    ])?;
+    ensure!(
+        missing.code() == 125 && missing.stderr.contains("/nonexistent/capsa"),
+        "{missing}"
     );
     let net = d.docker(&["run", "--rm", "--network", "mynet", "bb:1", "true"])?;
     ensure!(net.code() != 0 && net.stderr.contains("mynet"), "{net}");

@@ -6,30 +6,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use capsa_tests::engine::EngineContext;
+use capsa_tests::engine::{EngineContext, tar_dir};
 use serde_json::json;
 
 /// A busybox image `bb:1` made with `capsa import`.
 fn busybox_image(ctx: &EngineContext) -> Result<()> {
-    let rootfs = ctx.busybox_rootfs("bb-rootfs")?;
-    let tar = ctx.dir().join("bb.tar");
-    tar_dir(&rootfs, &tar)?;
-    ctx.capsa(&["import", tar.to_str().context("path")?, "bb:1"])?
-        .ok()?;
-    Ok(())
-}
-
-/// Writes the contents of `dir` as the tarball `tar` (a rootfs for `capsa import`).
-fn tar_dir(dir: &Path, tar: &Path) -> Result<()> {
-    let st = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(dir)
-        .arg("-cf")
-        .arg(tar)
-        .arg(".")
-        .status()?;
-    ensure!(st.success(), "tar of {} failed", dir.display());
-    Ok(())
+    ctx.import_busybox("bb:1")
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

@@ -6,6 +6,7 @@
 mod bad_input;
 mod callers;
 mod cgroups;
+mod confinement;
 mod conformance;
 mod console;
 mod daemon;

@@ -16,6 +16,21 @@ use crate::runtime::CmdOutput;
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
+/// Writes the contents of `dir` as the tarball `tar` (a rootfs for `capsa import`).
+pub fn tar_dir(dir: &Path, tar: &Path) -> Result<()> {
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()?;
+    if !st.success() {
+        bail!("tar of {} failed", dir.display());
+    }
+    Ok(())
+}
+
 /// The `capsa` binary beside capsa-runtime (`CAPSA_BIN` overrides).
 pub fn capsa_bin() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("CAPSA_BIN") {
@@ -103,6 +118,22 @@ impl EngineContext {
         let mut all = vec!["create", "--cgroup-parent", &self.cgroup_parent];
         all.extend_from_slice(args);
         self.capsa(&all)
+    }
+
+    /// Imports a busybox-static rootfs as the image `reference` (`bb:1` leaves the rootfs in
+    /// `<dir>/bb-rootfs` and its tarball in `<dir>/bb.tar` for the test's other uses).
+    pub fn import_busybox(&self, reference: &str) -> Result<()> {
+        let name = reference
+            .split(':')
+            .next()
+            .unwrap_or(reference)
+            .replace('/', "-");
+        let rootfs = self.busybox_rootfs(&format!("{name}-rootfs"))?;
+        let tar = self.dir().join(format!("{name}.tar"));
+        tar_dir(&rootfs, &tar)?;
+        self.capsa(&["import", &tar.to_string_lossy(), reference])?
+            .ok()?;
+        Ok(())
     }
 
     /// Writes a busybox-static rootfs (the shared harness's) into `dir`.

@@ -11,6 +11,7 @@ pub mod cleanup;
 pub mod console;
 pub mod context;
 pub mod daemon;
+pub mod dockerd;
 pub mod engine;
 pub mod mountinfo;
 pub mod probe;

@@ -31,6 +31,21 @@ const ALWAYS_ALLOWED: [(LinuxDeviceType, Option<i64>, Option<i64>); 10] = [
     (LinuxDeviceType::C, Some(10), Some(200)),
 ];
 
+/// A missing major or minor means "any" (`*`). cgroups-rs 0.5 writes a missing number as 0 (so
+/// `c 136:*` became `c 136:0` and `c *:* m` became `c 0:0 m`) and writes `*` for -1: give it
+/// -1.
+fn v1_wildcards(mut rules: Vec<LinuxDeviceCgroup>) -> Vec<LinuxDeviceCgroup> {
+    for rule in &mut rules {
+        if rule.major().is_none() {
+            rule.set_major(Some(-1));
+        }
+        if rule.minor().is_none() {
+            rule.set_minor(Some(-1));
+        }
+    }
+    rules
+}
+
 /// The device rules to enforce: the config's, then the always-allowed ones.
 pub fn effective_device_rules(configured: &[LinuxDeviceCgroup]) -> Vec<LinuxDeviceCgroup> {
     let mut rules = configured.to_vec();
@@ -127,7 +142,7 @@ impl Cgroup {
                 device_filter::install(dir, &rules)?;
             } else {
                 let mut partial = LinuxResources::default();
-                partial.set_devices(Some(rules));
+                partial.set_devices(Some(v1_wildcards(rules)));
                 set("devices", partial)?;
             }
         }

@@ -80,6 +80,13 @@ pub(crate) fn load(source: &str, capabilities: &[String]) -> Result<Value> {
         .map_err(|reason| invalid(flag, reason))
 }
 
+/// Converts a profile capsa holds (the default one) for a container with `capabilities`, on this
+/// machine's architecture and kernel.
+pub(crate) fn convert(profile: &Value, capabilities: &[String]) -> Result<Value> {
+    to_oci(profile, capabilities, go_arch(), kernel_version())
+        .map_err(|reason| invalid("the default seccomp profile", reason))
+}
+
 /// The conversion itself, for a given architecture and kernel (unit-tested).
 fn to_oci(
     profile: &Value,

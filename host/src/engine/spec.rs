@@ -287,10 +287,13 @@ pub struct RunOptions {
     pub log_driver: Option<String>,
     /// `--log-opt`.
     pub log_opts: BTreeMap<String, String>,
-    /// `--privileged` (refused for now, with a clear error).
+    /// `--privileged`: every capability, every host device, no seccomp filter, /sys and the
+    /// cgroup tree writable, no masked or read-only paths (dockerd's meaning).
     pub privileged: bool,
-    /// `--device` (refused for now, with a clear error).
-    pub devices: Vec<String>,
+    /// `--device`.
+    pub devices: Vec<super::DeviceMapping>,
+    /// `--device-cgroup-rule`.
+    pub device_cgroup_rules: Vec<String>,
     /// `--platform`.
     pub platform: Option<String>,
 }
@@ -418,6 +421,8 @@ pub(crate) struct Checked {
     pub seccomp: Option<Value>,
     /// `--security-opt systempaths=unconfined`: no masked or read-only /proc and /sys paths.
     pub unconfined_system_paths: bool,
+    /// `--device`, `--device-cgroup-rule` and `--privileged`'s host devices.
+    pub devices: super::devices::Devices,
     /// The host's init binary for `--init`.
     pub init: Option<PathBuf>,
 }
@@ -478,6 +483,22 @@ fn all_capabilities() -> Vec<String> {
         .collect()
 }
 
+/// What "every capability" means for `--privileged` and `--cap-add ALL`: the ones this process
+/// can still pass on (its bounding set). A host (or an outer container) that dropped one, as
+/// this kind of machine drops CAP_SYS_RESOURCE, would otherwise make every privileged start
+/// fail in capset, as it does under dockerd 20.10 with runc; podman does the same.
+fn grantable_capabilities() -> Vec<String> {
+    match caps::read(None, caps::CapSet::Bounding) {
+        Ok(set) => set
+            .into_iter()
+            .map(|c| c.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        Err(_) => all_capabilities(),
+    }
+}
+
 /// `net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN` → `CAP_NET_ADMIN`, checked against the kernel's
 /// names.
 fn capability_name(name: &str) -> Result<String> {
@@ -500,6 +521,10 @@ fn capability_name(name: &str) -> Result<String> {
 /// The capability set by Docker's rules: the defaults, minus `--cap-drop` (`ALL` drops every
 /// one), plus `--cap-add` (`ALL` adds every one).
 fn capabilities(options: &RunOptions) -> Result<Vec<String>> {
+    // dockerd ignores --cap-add/--cap-drop for a privileged container (and so does capsa).
+    if options.privileged {
+        return Ok(grantable_capabilities());
+    }
     let is_all = |c: &String| c.eq_ignore_ascii_case("all");
     let mut set: Vec<String> = if options.cap_drop.iter().any(is_all) {
         Vec::new()
@@ -516,7 +541,7 @@ fn capabilities(options: &RunOptions) -> Result<Vec<String>> {
             .collect()
     };
     if options.cap_add.iter().any(is_all) {
-        return Ok(all_capabilities());
+        return Ok(grantable_capabilities());
     }
     for c in &options.cap_add {
         let name = capability_name(c)?;
@@ -767,7 +792,8 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
     }
     let mut no_new_privileges = false;
     let mut apparmor_profile = None;
-    let mut seccomp_file = None;
+    // Docker's order: the default profile unless `seccomp=` names another or unconfined.
+    let mut seccomp_choice = SeccompChoice::Default;
     let mut unconfined_system_paths = false;
     for opt in &options.security_opt {
         let (key, value) = opt
@@ -777,9 +803,11 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
         match (key, value) {
             ("no-new-privileges", "" | "true") => no_new_privileges = true,
             ("no-new-privileges", "false") => no_new_privileges = false,
-            // No default seccomp profile is applied yet: unconfined is what already holds.
-            ("seccomp", "unconfined") | ("apparmor", "unconfined") | ("label", "disable") => {}
-            ("seccomp", path) if !path.is_empty() => seccomp_file = Some(path.to_string()),
+            ("seccomp", "unconfined") => seccomp_choice = SeccompChoice::Unconfined,
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            ("seccomp", path) if !path.is_empty() => {
+                seccomp_choice = SeccompChoice::Profile(path.to_string())
+            }
             ("apparmor", profile) if !profile.is_empty() => {
                 if !crate::envelope::lsm::apparmor_enabled() {
                     return Err(invalid(flag(), "AppArmor is not enabled in this kernel"));
@@ -828,17 +856,14 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
             ));
         }
     }
-    if options.privileged {
-        return Err(invalid(
-            "--privileged",
-            "not supported yet (capsa keeps Docker's default confinement; use --cap-add)",
-        ));
+    for d in &options.devices {
+        d.check()?;
     }
-    if !options.devices.is_empty() {
-        return Err(invalid(
-            format!("--device {:?}", options.devices),
-            "not supported yet",
-        ));
+    let mut devices = super::devices::resolve(&options.devices, &options.device_cgroup_rules)?;
+    if options.privileged {
+        let all = super::devices::all_host_devices()?;
+        devices.nodes.splice(0..0, all.nodes);
+        devices.rules.extend(all.rules);
     }
     for k in options.sysctls.keys() {
         let namespaced = k.starts_with("net.")
@@ -868,9 +893,18 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
         }
     }
     let capabilities = capabilities(options)?;
-    let seccomp = seccomp_file
-        .map(|source| super::seccomp_profile::load(&source, &capabilities))
-        .transpose()?;
+    // `--privileged` drops the filter whatever else is asked, as dockerd does.
+    let seccomp = match seccomp_choice {
+        _ if options.privileged => None,
+        SeccompChoice::Unconfined => None,
+        SeccompChoice::Default => Some(super::seccomp_profile::convert(
+            &super::seccomp_default::profile(),
+            &capabilities,
+        )?),
+        SeccompChoice::Profile(source) => {
+            Some(super::seccomp_profile::load(&source, &capabilities)?)
+        }
+    };
     Ok(Checked {
         binds,
         volumes,
@@ -880,13 +914,24 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
         no_new_privileges,
         apparmor_profile,
         seccomp,
-        unconfined_system_paths,
+        unconfined_system_paths: unconfined_system_paths || options.privileged,
+        devices,
         init: if options.init {
             Some(find_init()?)
         } else {
             None
         },
     })
+}
+
+/// Which seccomp filter a container gets.
+enum SeccompChoice {
+    /// capsa's default profile (Docker's effect).
+    Default,
+    /// `seccomp=unconfined`: no filter.
+    Unconfined,
+    /// `seccomp=FILE` or the profile inline.
+    Profile(String),
 }
 
 /// A Healthcheck's test and durations, as dockerd checks them.
@@ -1234,6 +1279,15 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Vec<u8>> {
             }
         }
     }
+    if options.privileged {
+        for m in mounts.iter_mut() {
+            if (m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup")
+                && let Some(opts) = m["options"].as_array_mut()
+            {
+                opts.retain(|o| o != "ro");
+            }
+        }
+    }
     for (dest, source, ro) in &input.volume_binds {
         let mut opts = vec!["rbind", "rprivate"];
         if *ro {
@@ -1268,6 +1322,16 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Vec<u8>> {
     {
         obj.remove("maskedPaths");
         obj.remove("readonlyPaths");
+    }
+    if !checked.devices.nodes.is_empty() {
+        linux["devices"] = json!(checked.devices.nodes);
+    }
+    if let Some(rules) = linux["resources"]["devices"].as_array_mut() {
+        // Docker's containers may create any device node (runc allows `m` on all of them);
+        // opening one still needs a rule.
+        rules.push(json!({ "allow": true, "type": "c", "access": "m" }));
+        rules.push(json!({ "allow": true, "type": "b", "access": "m" }));
+        rules.extend(checked.devices.rules.iter().cloned());
     }
     if !options.sysctls.is_empty() {
         linux["sysctl"] = json!(options.sysctls);

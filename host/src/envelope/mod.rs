@@ -16,4 +16,5 @@ pub mod mounts;
 pub mod namespaces;
 pub mod rootfs;
 pub mod seccomp;
+mod seccomp_enosys;
 pub mod sync;

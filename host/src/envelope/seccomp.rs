@@ -411,9 +411,8 @@ fn flags(flags: &[LinuxSeccompFilterFlag]) -> u32 {
         .fold(0, |all, f| all | f)
 }
 
-/// Exports the BPF program through a memfd (libseccomp 2.5 writes to an fd; a pipe could block on
-/// a large program).
-/// Builds the profile with libseccomp and returns the BPF program's bytes.
+/// Builds the profile with libseccomp and returns the BPF program's bytes, runc's ENOSYS stub
+/// first (see [`super::seccomp_enosys`]).
 fn build_program(seccomp: &LinuxSeccomp) -> Result<Vec<u8>> {
     let default = action(seccomp.default_action(), seccomp.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default)
@@ -425,7 +424,30 @@ fn build_program(seccomp: &LinuxSeccomp) -> Result<Vec<u8>> {
     for rule in seccomp.syscalls().iter().flatten() {
         add_rule(&mut ctx, rule, default)?;
     }
-    export_bpf(&ctx)
+    let native = ScmpArch::native();
+    let mut arches = vec![native];
+    for arch in seccomp.architectures().iter().flatten() {
+        let arch = match scmp_arch(*arch) {
+            ScmpArch::Native => native,
+            other => other,
+        };
+        if !arches.contains(&arch) {
+            arches.push(arch);
+        }
+    }
+    let mut bytes: Vec<u8> = super::seccomp_enosys::stub(seccomp, &arches)
+        .iter()
+        .flat_map(|ins| {
+            let mut b = Vec::with_capacity(8);
+            b.extend_from_slice(&ins.code.to_ne_bytes());
+            b.push(ins.jt);
+            b.push(ins.jf);
+            b.extend_from_slice(&ins.k.to_ne_bytes());
+            b
+        })
+        .collect();
+    bytes.extend(export_bpf(&ctx)?);
+    Ok(bytes)
 }
 
 /// The program for `seccomp` from the cache in `dir`, building and storing it on a miss. A cache
@@ -436,6 +458,8 @@ fn cached_program(seccomp: &LinuxSeccomp, dir: &Path) -> Result<Vec<u8>> {
     let profile = serde_json::to_vec(seccomp).map_err(|e| invalid(e.to_string()))?;
     let mut hasher = Sha256::new();
     hasher.update(libseccomp_version().as_bytes());
+    // What capsa adds to libseccomp's program: a new stub must not reuse old entries.
+    hasher.update(b"\0enosys-stub-1");
     hasher.update([0]);
     hasher.update(&profile);
     let key: String = hasher
@@ -461,7 +485,8 @@ fn cached_program(seccomp: &LinuxSeccomp, dir: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The BPF program libseccomp generates for `ctx`, as bytes.
+/// The BPF program libseccomp generates for `ctx`, as bytes. Exported through a memfd
+/// (libseccomp 2.5 writes to an fd; a pipe could block on a large program).
 fn export_bpf(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
     let memfd =
         nix::sys::memfd::memfd_create(c"capsa-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)

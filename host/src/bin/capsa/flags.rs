@@ -194,9 +194,12 @@ pub struct CreateArgs {
     /// Give the container all privileges (not supported yet: refused).
     #[arg(long)]
     pub privileged: bool,
-    /// Add a host device (not supported yet: refused).
+    /// Add a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions of r, w, m; rwm by default).
     #[arg(long)]
     pub device: Vec<String>,
+    /// Allow devices in the device cgroup: 'TYPE MAJOR:MINOR ACCESS' (e.g. 'c 1:3 rwm', 'b 7:* r').
+    #[arg(long = "device-cgroup-rule")]
+    pub device_cgroup_rule: Vec<String>,
     /// Pull the image first: missing (when it is not in the store), always or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pub pull: String,
@@ -404,7 +407,12 @@ pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
         log_driver: a.log_driver.clone(),
         log_opts: pairs(&a.log_opt, "log-opt")?,
         privileged: a.privileged,
-        devices: a.device.clone(),
+        devices: a
+            .device
+            .iter()
+            .map(|d| capsa_host::engine::DeviceMapping::parse(d))
+            .collect::<Result<_, _>>()?,
+        device_cgroup_rules: a.device_cgroup_rule.clone(),
         platform: a.platform.clone(),
     })
 }

@@ -98,7 +98,8 @@ struct HostConfig {
     cpu_quota: Option<i64>,
     cpuset_cpus: Option<String>,
     cpuset_mems: Option<String>,
-    devices: Option<Vec<Value>>,
+    devices: Option<Vec<DeviceJson>>,
+    device_cgroup_rules: Option<Vec<String>>,
     memory_reservation: Option<i64>,
     memory_swap: Option<i64>,
     pids_limit: Option<i64>,
@@ -137,6 +138,48 @@ struct VolumeOptions {
 struct TmpfsOptions {
     size_bytes: Option<i64>,
     mode: Option<u32>,
+}
+
+/// One entry of `HostConfig.Devices`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DeviceJson {
+    path_on_host: String,
+    path_in_container: String,
+    cgroup_permissions: String,
+}
+
+impl DeviceJson {
+    /// dockerd's defaults: the container path is the host's, permissions `rwm`.
+    fn into_mapping(self) -> crate::engine::DeviceMapping {
+        crate::engine::DeviceMapping {
+            path_in_container: if self.path_in_container.is_empty() {
+                self.path_on_host.clone()
+            } else {
+                self.path_in_container
+            },
+            path_on_host: self.path_on_host,
+            cgroup_permissions: if self.cgroup_permissions.is_empty() {
+                "rwm".into()
+            } else {
+                self.cgroup_permissions
+            },
+        }
+    }
+}
+
+/// `HostConfig.Devices` as dockerd shows it.
+pub(crate) fn devices_json(devices: &[crate::engine::DeviceMapping]) -> Value {
+    json!(
+        devices
+            .iter()
+            .map(|d| json!({
+                "PathOnHost": d.path_on_host,
+                "PathInContainer": d.path_in_container,
+                "CgroupPermissions": d.cgroup_permissions,
+            }))
+            .collect::<Vec<_>>()
+    )
 }
 
 /// Docker's create body to options; also returns the warnings dockerd would give. `name` is
@@ -330,9 +373,10 @@ pub fn from_body(
         devices: h
             .devices
             .unwrap_or_default()
-            .iter()
-            .map(|d| d["PathOnHost"].as_str().unwrap_or("?").to_owned())
+            .into_iter()
+            .map(DeviceJson::into_mapping)
             .collect(),
+        device_cgroup_rules: h.device_cgroup_rules.unwrap_or_default(),
         platform: platform.filter(|p| !p.is_empty()).map(str::to_owned),
     };
     if options
@@ -424,7 +468,8 @@ pub fn to_body(o: &RunOptions) -> Value {
             "CpuQuota": r.cpu_quota.unwrap_or(0),
             "CpusetCpus": r.cpuset_cpus.clone().unwrap_or_default(),
             "CpusetMems": r.cpuset_mems.clone().unwrap_or_default(),
-            "Devices": o.devices.iter().map(|d| json!({"PathOnHost": d, "PathInContainer": d, "CgroupPermissions": "rwm"})).collect::<Vec<_>>(),
+            "Devices": devices_json(&o.devices),
+            "DeviceCgroupRules": o.device_cgroup_rules,
             "MemoryReservation": r.memory_reservation.unwrap_or(0),
             "MemorySwap": r.memory_swap.unwrap_or(0),
             "PidsLimit": r.pids_limit,

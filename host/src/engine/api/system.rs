@@ -194,7 +194,7 @@ pub fn info(engine: &Engine, extras: &InfoExtras) -> Result<Value> {
         "ContainerdCommit": { "ID": "", "Expected": "" },
         "RuncCommit": { "ID": "", "Expected": "" },
         "InitCommit": { "ID": "", "Expected": "" },
-        "SecurityOptions": ["name=cgroupns"],
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
         "Warnings": [],
     }))
 }
