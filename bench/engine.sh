@@ -2,7 +2,9 @@
 # bench/engine.sh: the engine against podman, side by side on this machine (BENCHMARKS.md).
 #
 #   1. `capsa run --rm IMAGE true` vs `podman run --rm --network none IMAGE true`, the same
-#      busybox-static image in each engine's own store (podman's under this script's dir).
+#      busybox-static image in each engine's own store (podman's under this script's dir). Both
+#      apply their default seccomp profile; `capsa (unconfined)` is the same run without one,
+#      so the profile's own cost shows.
 #   2. Unpacking a multi-layer OCI layout into a runnable rootfs: `capsa load` + `capsa create`
 #      (layers unpacked once into the store, then an overlay mount) vs `umoci unpack`.
 #
@@ -54,6 +56,7 @@ U="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
 echo "== run --rm IMAGE true ($RUNS runs each; $(nproc) cores, kernel $(uname -r))"
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/run.json" \
 	-n capsa "$NS '$PREP; $C run --rm --cgroup-parent $CG bench:1 true'" \
+	-n "capsa (unconfined)" "$NS '$PREP; $C run --rm --cgroup-parent $CG --security-opt seccomp=unconfined bench:1 true'" \
 	-n podman "$NS '$PREP; $P run --rm --network none $U localhost/bench:1 true'"
 
 # A multi-layer OCI layout: 8 layers, each a few hundred files, written by hand.
@@ -95,8 +98,9 @@ ratio() {
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 m = {x["command"]: x["median"] for x in r}
-a, b = list(m)
-print(f"  median {a} {m[a]*1000:.1f} ms, {b} {m[b]*1000:.1f} ms, ratio {m[a]/m[b]:.3f}")
+*ours, peer = list(m)
+for a in ours:
+    print(f"  median {a} {m[a]*1000:.1f} ms, {peer} {m[peer]*1000:.1f} ms, ratio {m[a]/m[peer]:.3f}")
 PY
 }
 echo "== ratios (capsa / peer)"

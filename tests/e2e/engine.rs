@@ -1161,3 +1161,78 @@ fn security_opts_apply_a_seccomp_profile_lift_system_paths_and_refuse_what_canno
     );
     Ok(())
 }
+
+#[test]
+fn oom_kill_disable_label_files_userns_host_and_inspect_format() -> Result<()> {
+    let ctx = EngineContext::new("engine-more-flags")?;
+    busybox_image(&ctx)?;
+    let labels = ctx.dir().join("labels");
+    std::fs::write(&labels, "# team labels\ntier=web\nowner=ops\n\n")?;
+    let labels = labels.to_str().context("path")?;
+    let out = ctx.create(&[
+        "--name",
+        "capsa-test-flags",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "--oom-kill-disable",
+        "--label-file",
+        labels,
+        "--label",
+        "owner=dev",
+        "--userns",
+        "host",
+        "--ipc",
+        "shareable",
+        "bb:1",
+        "sleep",
+        "60",
+    ])?;
+    let out = out.ok()?;
+    let pure_v2 = !std::path::Path::new("/sys/fs/cgroup/memory").exists();
+    ensure!(
+        out.stderr.contains("OomKillDisable discarded") == pure_v2,
+        "dockerd's warning on cgroup v2 only: {out}"
+    );
+    let inspect = ctx
+        .capsa(&[
+            "inspect",
+            "-f",
+            "{{.Config.Labels.tier}} {{.Config.Labels.owner}} {{.HostConfig.OomKillDisable}} {{json .State.Running}}",
+            "capsa-test-flags",
+        ])?
+        .ok()?;
+    ensure!(
+        inspect.stdout == "web dev true false\n",
+        "labels from the file, the flag overriding it; the template walks nested fields: {inspect}"
+    );
+    ctx.capsa(&["start", "capsa-test-flags"])?.ok()?;
+    if !pure_v2 {
+        let pid = ctx
+            .capsa(&["inspect", "--format", "{{.State.Pid}}", "capsa-test-flags"])?
+            .ok()?;
+        let pid = pid.stdout.trim();
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+        let memory = cgroup
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+            .context("a memory cgroup")?;
+        let control =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/memory{memory}/memory.oom_control"))?;
+        ensure!(control.contains("oom_kill_disable 1"), "{control}");
+    }
+    ctx.capsa(&["rm", "-f", "capsa-test-flags"])?.ok()?;
+    for (flag, value, says) in [
+        ("--userns", "remap", "only host"),
+        ("--pid", "container:other", "not supported yet"),
+        ("--label-file", "/nonexistent/capsa-labels", "--label-file"),
+    ] {
+        let out = ctx.run(&["--network", "none", flag, value, "bb:1", "true"])?;
+        ensure!(
+            out.code() == 125 && out.stderr.contains(says),
+            "{flag} {value}: {out}"
+        );
+    }
+    Ok(())
+}

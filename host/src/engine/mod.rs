@@ -59,8 +59,8 @@ pub use monitor::{Health, RunState};
 pub use named_volumes::{VolumeOptions, VolumeRecord};
 pub use reconcile::ReconcileReport;
 pub use spec::{
-    Healthcheck, MountSpec, Network, Resources, RestartPolicy, RunOptions, Ulimit, parse_bytes,
-    parse_duration, resolve_env,
+    Healthcheck, MountSpec, Network, Resources, RestartPolicy, RunOptions, Ulimit, create_warnings,
+    parse_bytes, parse_duration, resolve_env,
 };
 pub use usage::Sample;
 

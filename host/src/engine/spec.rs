@@ -191,6 +191,9 @@ pub struct Resources {
     pub pids_limit: Option<i64>,
     /// `--blkio-weight` (10..1000).
     pub blkio_weight: Option<u16>,
+    /// `--oom-kill-disable`: the kernel does not OOM-kill the container's processes (cgroup v1;
+    /// cgroup v2 has no such switch, and dockerd drops it there with a warning).
+    pub oom_kill_disable: bool,
 }
 
 /// Everything `create` takes: the flags of `capsa create`/`run`, or Docker's create body.
@@ -296,6 +299,19 @@ pub struct RunOptions {
     pub device_cgroup_rules: Vec<String>,
     /// `--platform`.
     pub platform: Option<String>,
+}
+
+/// What dockerd warns about (and then ignores) for these options on this host, in its words;
+/// both front doors show them.
+pub fn create_warnings(options: &RunOptions) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let pure_v2 = crate::cgroups::Layout::detect().is_ok_and(|l| l.is_pure_v2());
+    if options.resources.oom_kill_disable && pure_v2 {
+        warnings.push(
+            "Your kernel does not support OomKillDisable. OomKillDisable discarded.".to_owned(),
+        );
+    }
+    warnings
 }
 
 /// Parses Docker's byte sizes: `1024`, `64k`, `512m`, `1g` (binary multiples).
@@ -1164,6 +1180,9 @@ pub(crate) fn resources_json(r: &Resources) -> Value {
     }
     if let Some(s) = r.memory_reservation {
         memory.insert("reservation".into(), json!(s));
+    }
+    if r.oom_kill_disable && !crate::cgroups::Layout::detect().is_ok_and(|l| l.is_pure_v2()) {
+        memory.insert("disableOOMKiller".into(), json!(true));
     }
     if !memory.is_empty() {
         resources.insert("memory".into(), Value::Object(memory));

@@ -180,7 +180,8 @@ impl Backend for Local {
     }
 
     fn create(&self, options: &RunOptions) -> Result<(String, Vec<String>)> {
-        Ok((self.engine.create(options)?.id, Vec::new()))
+        let warnings = capsa_host::engine::create_warnings(options);
+        Ok((self.engine.create(options)?.id, warnings))
     }
 
     fn run_attached(&self, id: &str, options: &RunOptions) -> Result<i32> {

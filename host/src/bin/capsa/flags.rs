@@ -51,6 +51,9 @@ pub struct CreateArgs {
     /// Set a label (KEY=VALUE).
     #[arg(short, long = "label")]
     pub label: Vec<String>,
+    /// Read labels from a file of KEY=VALUE lines.
+    #[arg(long = "label-file")]
+    pub label_file: Vec<PathBuf>,
     /// Bind a host path (SRC:DST[:ro]), mount a named volume (NAME:DST[:ro]), or make an
     /// anonymous volume (DST).
     #[arg(short, long = "volume")]
@@ -98,6 +101,9 @@ pub struct CreateArgs {
     /// Block I/O weight (10-1000).
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
+    /// Do not OOM-kill the container's processes (cgroup v1).
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
     /// A resource limit: NAME=SOFT[:HARD].
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -191,9 +197,13 @@ pub struct CreateArgs {
     /// A logging option: KEY=VALUE.
     #[arg(long = "log-opt")]
     pub log_opt: Vec<String>,
-    /// Give the container all privileges (not supported yet: refused).
+    /// Every capability, every host device, no seccomp filter, nothing masked (as docker).
     #[arg(long)]
     pub privileged: bool,
+    /// The user namespace: host (the container's root is the host's; the only mode until
+    /// user-namespace remapping).
+    #[arg(long)]
+    pub userns: Option<String>,
     /// Add a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions of r, w, m; rwm by default).
     #[arg(long)]
     pub device: Vec<String>,
@@ -288,13 +298,27 @@ fn port_bindings(list: &[String]) -> Result<(serde_json::Value, Vec<String>)> {
 fn host_ns(flag: &Option<String>, what: &str) -> Result<bool> {
     match flag.as_deref() {
         None | Some("") | Some("private") => Ok(false),
+        // A private IPC namespace others may join: capsa's are all joinable by exec.
+        Some("shareable") if what == "ipc" => Ok(false),
         Some("host") => Ok(true),
+        Some(other) if other.starts_with("container:") => {
+            bail!("--{what} {other:?}: joining another container's namespace is not supported yet")
+        }
         Some(other) => bail!("--{what} {other:?}: use host or private"),
     }
 }
 
 /// The flags as engine options (environment resolved here, on the caller's side).
 pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
+    if let Some(mode) = a
+        .userns
+        .as_deref()
+        .filter(|m| !m.is_empty() && *m != "host")
+    {
+        bail!(
+            "--userns {mode:?}: only host is supported (user-namespace remapping is not built yet)"
+        );
+    }
     let network = match a.network.as_str() {
         "none" => Network::None,
         "host" => Network::Host,
@@ -351,7 +375,22 @@ pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
         hostname: a.hostname.clone(),
         domainname: a.domainname.clone(),
         entrypoint: a.entrypoint.clone().map(|e| vec![e]),
-        labels: pairs(&a.label, "label")?,
+        labels: {
+            let mut from_files = Vec::new();
+            for file in &a.label_file {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("--label-file {}", file.display()))?;
+                from_files.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_owned),
+                );
+            }
+            // Flags after files: a --label overrides the same key from a file, as in docker.
+            from_files.extend(a.label.iter().cloned());
+            pairs(&from_files, "label")?
+        },
         volumes: a.volume.clone(),
         mounts: a
             .mount
@@ -372,6 +411,7 @@ pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
             cpuset_mems: a.cpuset_mems.clone(),
             pids_limit: a.pids_limit,
             blkio_weight: a.blkio_weight,
+            oom_kill_disable: a.oom_kill_disable,
         },
         ulimits: a
             .ulimit

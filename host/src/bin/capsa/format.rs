@@ -65,6 +65,32 @@ impl Output {
     }
 }
 
+/// `{{.A.B.C}}`: a field of a field (inspect's nested objects), as Go templates walk them.
+fn lookup<'a>(row: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut value = row.get(parts.next()?)?;
+    for part in parts {
+        value = value.get(part)?;
+    }
+    Some(value)
+}
+
+/// Prints inspect's objects: Docker's indented JSON array, or each through `--format`.
+pub fn print_inspect(objects: &[Value], format: Option<&str>) -> anyhow::Result<()> {
+    match format {
+        None | Some("") | Some("json") => {
+            println!("{}", serde_json::to_string_pretty(objects)?);
+        }
+        Some(t) => {
+            for o in objects {
+                let empty = Map::new();
+                println!("{}", render(t, o.as_object().unwrap_or(&empty)));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A cell's text.
 fn text(v: Option<&Value>) -> String {
     match v {
@@ -107,10 +133,10 @@ pub fn render(t: &str, row: &Map<String, Value>) -> String {
             if f.is_empty() {
                 out.push_str(&Value::Object(row.clone()).to_string());
             } else {
-                out.push_str(&row.get(f).cloned().unwrap_or(Value::Null).to_string());
+                out.push_str(&lookup(row, f).cloned().unwrap_or(Value::Null).to_string());
             }
         } else if let Some(f) = inner.strip_prefix('.') {
-            out.push_str(&text(row.get(f)));
+            out.push_str(&text(lookup(row, f)));
         }
         rest = &rest[start + end + 2..];
     }
@@ -189,4 +215,24 @@ pub fn ago(rfc3339: &str) -> String {
         s => (s / (86_400 * 365), "year"),
     };
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_walk_nested_fields() {
+        let row = serde_json::json!({"State": {"Pid": 42, "Status": "running"}, "Name": "/x"});
+        let row = row.as_object().unwrap();
+        assert_eq!(
+            render("{{.State.Pid}} {{.State.Status}}", row),
+            "42 running"
+        );
+        assert_eq!(
+            render("{{json .State}}", row),
+            r#"{"Pid":42,"Status":"running"}"#
+        );
+        assert_eq!(render("{{.State.Nope}}|{{.Name}}", row), "|/x");
+    }
 }

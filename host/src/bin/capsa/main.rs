@@ -64,7 +64,12 @@ enum ImageCommand {
     /// List images.
     Ls(ImagesArgs),
     /// Show images as JSON (RootFS.Layers lists the layer digests).
-    Inspect { images: Vec<String> },
+    Inspect {
+        /// A Go-style template (`{{.Config.Cmd}}`), or json.
+        #[arg(short, long)]
+        format: Option<String>,
+        images: Vec<String>,
+    },
     /// Remove images without a name that no container uses (-a: every unused image).
     Prune {
         #[arg(short, long)]
@@ -105,6 +110,9 @@ enum VolumeCommand {
     },
     /// Show volumes as JSON.
     Inspect {
+        /// A Go-style template (`{{.Mountpoint}}`), or json.
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -365,6 +373,9 @@ enum Command {
     },
     /// Show containers or images as JSON.
     Inspect {
+        /// A Go-style template (`{{.State.Pid}}`, `{{json .Config}}`), or json.
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -655,7 +666,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images(b, &a),
-        Command::Image(ImageCommand::Inspect { images }) => {
+        Command::Image(ImageCommand::Inspect { format, images }) => {
             let mut out = Vec::new();
             for i in &images {
                 out.push(
@@ -663,7 +674,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         .with_context(|| format!("No such image: {i}"))?,
                 );
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            format::print_inspect(&out, format.as_deref())?;
             Ok(0)
         }
         Command::Image(ImageCommand::Prune { all, force: _ }) => {
@@ -898,7 +909,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 pid_file: None,
             },
         )?),
-        Command::Inspect { names } => {
+        Command::Inspect { format, names } => {
             let mut out = Vec::new();
             for n in &names {
                 match b.inspect_container(n)? {
@@ -909,7 +920,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     ),
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            format::print_inspect(&out, format.as_deref())?;
             Ok(0)
         }
         Command::Wait { containers } => {
@@ -1118,12 +1129,12 @@ fn volume(b: &dyn Backend, v: VolumeCommand) -> Result<i32> {
             .print(&rows);
             Ok(0)
         }
-        VolumeCommand::Inspect { names } => {
+        VolumeCommand::Inspect { format, names } => {
             let mut out = Vec::new();
             for n in &names {
                 out.push(b.volume_inspect(n)?);
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            format::print_inspect(&out, format.as_deref())?;
             Ok(0)
         }
         VolumeCommand::Rm { force, names } => each(&names, |n| b.volume_remove(n, force)),

@@ -478,7 +478,7 @@ fn host_config(c: &ContainerRecord) -> Value {
         "MemoryReservation": r.memory_reservation.unwrap_or(0),
         "MemorySwap": r.memory_swap.unwrap_or(0),
         "MemorySwappiness": null,
-        "OomKillDisable": false,
+        "OomKillDisable": r.oom_kill_disable,
         "PidsLimit": r.pids_limit,
         "Ulimits": o.ulimits,
         "Init": o.init,

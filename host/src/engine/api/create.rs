@@ -99,6 +99,7 @@ struct HostConfig {
     cpuset_cpus: Option<String>,
     cpuset_mems: Option<String>,
     devices: Option<Vec<DeviceJson>>,
+    oom_kill_disable: Option<bool>,
     device_cgroup_rules: Option<Vec<String>>,
     memory_reservation: Option<i64>,
     memory_swap: Option<i64>,
@@ -307,6 +308,7 @@ pub fn from_body(
         cpuset_mems: h.cpuset_mems.filter(|s| !s.is_empty()),
         pids_limit: positive(h.pids_limit),
         blkio_weight: h.blkio_weight.filter(|w| *w > 0),
+        oom_kill_disable: h.oom_kill_disable.unwrap_or(false),
     };
     if resources.cpus.is_some() && (resources.cpu_quota.is_some() || resources.cpu_period.is_some())
     {
@@ -387,6 +389,7 @@ pub fn from_body(
         warnings.push("published ports are kept but not served until bridge networking".into());
     }
     warnings.dedup();
+    warnings.extend(crate::engine::create_warnings(&options));
     Ok((options, warnings))
 }
 
@@ -470,6 +473,7 @@ pub fn to_body(o: &RunOptions) -> Value {
             "CpusetMems": r.cpuset_mems.clone().unwrap_or_default(),
             "Devices": devices_json(&o.devices),
             "DeviceCgroupRules": o.device_cgroup_rules,
+            "OomKillDisable": r.oom_kill_disable,
             "MemoryReservation": r.memory_reservation.unwrap_or(0),
             "MemorySwap": r.memory_swap.unwrap_or(0),
             "PidsLimit": r.pids_limit,
