@@ -54,6 +54,9 @@ struct Writer<'a> {
     builder: tar::Builder<&'a mut dyn Write>,
     /// (dev, ino) of regular files with several links → the first path written.
     links: HashMap<(u64, u64), String>,
+    /// Host owners → the owners the layer records (identity unless the container's user
+    /// namespace is remapped).
+    owners: &'a dyn Fn(u32, u32) -> (u32, u32),
 }
 
 impl Writer<'_> {
@@ -91,6 +94,9 @@ impl Writer<'_> {
             }
             let mut h = tar::Header::new_gnu();
             h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            let (uid, gid) = (self.owners)(meta.uid(), meta.gid());
+            h.set_uid(u64::from(uid));
+            h.set_gid(u64::from(gid));
             if ft.is_dir() {
                 h.set_size(0);
                 self.builder
@@ -137,9 +143,20 @@ impl Writer<'_> {
 
 /// Writes the upper dir `upper` as an uncompressed OCI layer tar to `out`.
 pub fn write_layer(upper: &Path, out: &mut dyn Write) -> Result<()> {
+    write_layer_with_owners(upper, out, &|uid, gid| (uid, gid))
+}
+
+/// [`write_layer`] with each file's host owners turned into the container's by `owners` (a
+/// remapped container's upper dir holds START+n where the image means n).
+pub fn write_layer_with_owners(
+    upper: &Path,
+    out: &mut dyn Write,
+    owners: &dyn Fn(u32, u32) -> (u32, u32),
+) -> Result<()> {
     let mut w = Writer {
         builder: tar::Builder::new(out),
         links: HashMap::new(),
+        owners,
     };
     w.builder.mode(tar::HeaderMode::Complete);
     w.walk(upper, "")?;

@@ -16,6 +16,7 @@ pub mod commit;
 pub mod digest;
 pub mod error;
 mod export;
+pub mod idmap;
 mod import;
 pub mod manifest;
 pub mod reference;

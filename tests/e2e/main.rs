@@ -19,4 +19,5 @@ mod mounts;
 mod namespaces;
 mod process;
 mod seccomp;
+mod userns;
 mod wasm;

@@ -99,6 +99,8 @@ pub struct Daemon {
     pub docker: PathBuf,
     /// Extra capsad flags (TLS listeners...).
     extra: Vec<String>,
+    /// Extra environment for capsad.
+    env: Vec<(String, String)>,
     child: Option<Child>,
     dir: TempDir,
 }
@@ -111,6 +113,11 @@ impl Daemon {
 
     /// Starts capsad with extra flags.
     pub fn start_with(label: &str, extra: &[&str]) -> Result<Daemon> {
+        Daemon::start_with_env(label, extra, &[])
+    }
+
+    /// Starts capsad with extra flags and environment.
+    pub fn start_with_env(label: &str, extra: &[&str], env: &[(&str, &str)]) -> Result<Daemon> {
         let dir = TempDir::new(label)?;
         let mut d = Daemon {
             root: dir.path().join("root"),
@@ -121,6 +128,10 @@ impl Daemon {
             capsa: sibling_bin("capsa")?,
             docker: docker_bin()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             dir,
         };
@@ -150,6 +161,7 @@ impl Daemon {
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
     }

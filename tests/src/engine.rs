@@ -51,6 +51,8 @@ pub struct EngineContext {
     pub state: PathBuf,
     /// `--cgroup-parent` for every container of the test (removed at the end).
     pub cgroup_parent: String,
+    /// Environment every `capsa` command of the test gets (e.g. CAPSA_USERNS_REMAP).
+    pub env: Vec<(String, String)>,
     dir: TempDir,
 }
 
@@ -62,6 +64,7 @@ impl EngineContext {
             root: dir.path().join("root"),
             state: dir.path().join("state"),
             cgroup_parent: format!("/{}", unique_name(label)),
+            env: Vec::new(),
             dir,
         })
     }
@@ -78,6 +81,7 @@ impl EngineContext {
             .arg("--state")
             .arg(&self.state)
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
     }

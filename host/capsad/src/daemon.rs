@@ -60,7 +60,8 @@ impl Daemon {
             Err((_, e)) => bail!("lock {}: {e}", lock_path.display()),
         };
         let engine = Engine::open(&flags.data_root, &flags.exec_root)
-            .with_context(|| format!("open the store at {}", flags.data_root.display()))?;
+            .with_context(|| format!("open the store at {}", flags.data_root.display()))?
+            .with_userns_remap(flags.userns_remap.as_deref())?;
         let _ = lock.as_fd();
         Ok(Daemon {
             engine,

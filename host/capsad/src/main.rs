@@ -69,6 +69,10 @@ pub struct Flags {
     /// Debug output (as --log-level debug).
     #[arg(short = 'D', long)]
     debug: bool,
+    /// Map every new container's root to an unprivileged range: default or USER[:GROUP]
+    /// (dockerd's --userns-remap; ranges from /etc/subuid and /etc/subgid).
+    #[arg(long = "userns-remap")]
+    userns_remap: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {

@@ -9,6 +9,7 @@
 //! its init's `/proc/<pid>/root` (its volumes and binds included); a stopped one through its
 //! overlay, with its volumes at their mount points.
 
+use super::userns::IdMap;
 use std::ffi::{CStr, CString, OsStr};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -157,7 +158,7 @@ impl Engine {
     ) -> Result<PathStat> {
         let view = self.view(c, path)?;
         let (parent, name) = open_parent(&view)?;
-        let st = stat_at(parent.as_fd(), &name, path)?;
+        let st = as_container_sees(stat_at(parent.as_fd(), &name, path)?, c.id_map.as_ref());
         let stat = stat_of(&parent, &name, &st, path);
         let top = if name.as_bytes() == b"." {
             OsStr::new("/").to_owned()
@@ -170,7 +171,14 @@ impl Engine {
         } else {
             PathBuf::from(&top)
         };
-        append_entry(&mut builder, parent.as_fd(), &name, &entry_name, &st)?;
+        append_entry(
+            &mut builder,
+            parent.as_fd(),
+            &name,
+            &entry_name,
+            &st,
+            c.id_map.as_ref(),
+        )?;
         builder.finish().map_err(|e| EngineError::Io {
             what: "write tar",
             path: path.into(),
@@ -189,7 +197,7 @@ impl Engine {
         )
         .sys(|| format!("open {}", self.rootfs_dir(c).display()))?;
         let mut builder = tar::Builder::new(out);
-        append_children(&mut builder, root.as_fd(), Path::new(""))?;
+        append_children(&mut builder, root.as_fd(), Path::new(""), c.id_map.as_ref())?;
         builder.finish().map_err(|e| EngineError::Io {
             what: "write tar",
             path: self.rootfs_dir(c),
@@ -241,7 +249,13 @@ impl Engine {
             .map_err(|e| invalid("archive", e.to_string()))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| invalid("archive", e.to_string()))?;
-            extract_entry(&dest, &mut entry, keep_owners, no_overwrite_dir_non_dir)?;
+            extract_entry(
+                &dest,
+                &mut entry,
+                keep_owners,
+                no_overwrite_dir_non_dir,
+                c.id_map.as_ref(),
+            )?;
         }
         Ok(())
     }
@@ -325,6 +339,17 @@ fn tar_error(e: std::io::Error, name: &Path) -> EngineError {
     }
 }
 
+/// `st` with the owners the container sees (a remapped container's files are START+n on the
+/// host and n inside, and `docker cp`/`export` show them as inside).
+fn as_container_sees(mut st: FileStat, owners: Option<&IdMap>) -> FileStat {
+    if let Some(map) = owners {
+        let (uid, gid) = map.container_owner(st.st_uid, st.st_gid);
+        st.st_uid = uid;
+        st.st_gid = gid;
+    }
+    st
+}
+
 /// A tar header for `st`.
 fn header_for(st: &FileStat, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
@@ -345,6 +370,7 @@ fn append_entry<W: Write>(
     name: &OsStr,
     entry: &Path,
     st: &FileStat,
+    owners: Option<&IdMap>,
 ) -> Result<()> {
     let fmt = st.st_mode & libc::S_IFMT;
     match fmt {
@@ -359,7 +385,7 @@ fn append_entry<W: Write>(
                 Mode::empty(),
             )
             .sys(|| format!("open {}", entry.display()))?;
-            append_children(b, child.as_fd(), entry)?;
+            append_children(b, child.as_fd(), entry, owners)?;
         }
         libc::S_IFREG => {
             let fd = openat(
@@ -411,6 +437,7 @@ fn append_children<W: Write>(
     b: &mut tar::Builder<W>,
     dir: BorrowedFd<'_>,
     prefix: &Path,
+    owners: Option<&IdMap>,
 ) -> Result<()> {
     let dup = nix::unistd::dup(dir).sys(|| format!("dup {}", prefix.display()))?;
     let mut entries = nix::dir::Dir::from_fd(dup).sys(|| format!("read {}", prefix.display()))?;
@@ -425,7 +452,7 @@ fn append_children<W: Write>(
     names.sort();
     for n in names {
         let st = match fstatat(dir, n.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
+            Ok(st) => as_container_sees(st, owners),
             // Gone meanwhile (a running container).
             Err(Errno::ENOENT) => continue,
             Err(e) => {
@@ -435,7 +462,7 @@ fn append_children<W: Write>(
                 });
             }
         };
-        append_entry(b, dir, &n, &prefix.join(&n), &st)?;
+        append_entry(b, dir, &n, &prefix.join(&n), &st, owners)?;
     }
     Ok(())
 }
@@ -524,6 +551,7 @@ fn extract_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     keep_owners: bool,
     no_overwrite: bool,
+    owners: Option<&IdMap>,
 ) -> Result<()> {
     let path = entry
         .path()
@@ -546,6 +574,8 @@ fn extract_entry<R: Read>(
     } else {
         (0, 0)
     };
+    // The container's ids as the host stores them (a remapped container's root is START).
+    let (uid, gid) = owners.map_or((uid, gid), |m| (m.host_uid(uid), m.host_gid(gid)));
     let shown = || path.display().to_string();
     match kind {
         tar::EntryType::Directory => {

@@ -42,6 +42,9 @@ pub struct ContainerRecord {
     /// restart policy, stdin and log settings from here).
     #[serde(default)]
     pub options: super::RunOptions,
+    /// The user-namespace mapping it was created with (userns-remap), if any.
+    #[serde(default)]
+    pub id_map: Option<super::userns::IdMap>,
     /// What is mounted where (volumes, binds, tmpfs), as inspect's `Mounts`.
     #[serde(default)]
     pub mounts: Vec<MountPoint>,

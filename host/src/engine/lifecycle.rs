@@ -268,6 +268,21 @@ impl Engine {
         for d in [&upper, &work, &rootfs_dir] {
             std::fs::create_dir(d).io("mkdir", d)?;
         }
+        let id_map = if options.userns_host {
+            None
+        } else {
+            self.userns_remap
+        };
+        if let Some(map) = id_map {
+            // The container's root owns its own layer (what it writes shows as START+n) and
+            // may pass through the store's directories to its rootfs.
+            for d in [&upper, &work] {
+                std::os::unix::fs::chown(d, Some(map.uid), Some(map.gid)).io("chown", d)?;
+            }
+            for d in [self.root.clone(), containers.clone(), dir.clone()] {
+                super::userns::grant_traverse(&d, &map)?;
+            }
+        }
         let hostname = options
             .hostname
             .clone()
@@ -330,7 +345,7 @@ impl Engine {
             }
         }
         let plan = rootfs::plan(&self.store, &info.id.to_string(), &init, &upper, &work)?;
-        rootfs::mount(&plan, &rootfs_dir, MountMethod::Auto)?;
+        mount_rootfs(&plan, &rootfs_dir, id_map.as_ref(), &dir)?;
         rollback.mount = Some(rootfs_dir.clone());
 
         let user_spec = options
@@ -382,6 +397,9 @@ impl Engine {
             let source = dir.join("volumes").join(n.to_string());
             std::fs::create_dir_all(&source).io("mkdir", &source)?;
             volumes::populate(&rootfs_dir, dest, &source)?;
+            if let Some(map) = &id_map {
+                super::userns::shift_owners(&source, map)?;
+            }
             volume_binds.push((dest.clone(), source, false));
         }
         // Named (and `-v /path` anonymous) volumes: made when missing, filled when new.
@@ -397,11 +415,22 @@ impl Engine {
                 rollback.volumes.push(record.name.clone());
             }
             let data = self.volume_dir_for_mount(&record.name)?;
+            if let Some(map) = &id_map {
+                for d in [data.parent(), data.parent().and_then(Path::parent)]
+                    .into_iter()
+                    .flatten()
+                {
+                    super::userns::grant_traverse(d, map)?;
+                }
+            }
             let empty = std::fs::read_dir(&data)
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(false);
             if empty && !v.no_copy {
                 volumes::populate(&rootfs_dir, &v.destination, &data)?;
+            }
+            if made && let Some(map) = &id_map {
+                super::userns::shift_owners(&data, map)?;
             }
             mounts.push(MountPoint {
                 kind: "volume".into(),
@@ -432,6 +461,7 @@ impl Engine {
             hostname: hostname.clone(),
             rootfs: &rootfs_dir,
             checked: &checked,
+            id_map,
             volume_binds,
             cgroup: cgroup.clone(),
             annotations,
@@ -456,6 +486,7 @@ impl Engine {
             wasm,
             config: container_config,
             options: options.clone(),
+            id_map,
             mounts,
             healthcheck,
             hostname,
@@ -490,6 +521,9 @@ impl Engine {
         // overlayfs wants an empty work dir.
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir(&work).io("mkdir", &work)?;
+        if let Some(map) = &c.id_map {
+            std::os::unix::fs::chown(&work, Some(map.uid), Some(map.gid)).io("chown", &work)?;
+        }
         let plan = rootfs::plan(
             &self.store,
             &c.image_id,
@@ -497,7 +531,7 @@ impl Engine {
             &dir.join("upper"),
             &work,
         )?;
-        rootfs::mount(&plan, &rootfs_dir, MountMethod::Auto)?;
+        mount_rootfs(&plan, &rootfs_dir, c.id_map.as_ref(), &dir)?;
         Ok(())
     }
 
@@ -1053,7 +1087,14 @@ impl Engine {
         let tar_path = self.container_dir(&c.id).join("commit.tar");
         let written = (|| -> Result<()> {
             let mut file = std::fs::File::create(&tar_path).io("create", &tar_path)?;
-            capsa_images::commit::write_layer(&self.upper_dir(c), &mut file)?;
+            match &c.id_map {
+                None => capsa_images::commit::write_layer(&self.upper_dir(c), &mut file)?,
+                Some(map) => capsa_images::commit::write_layer_with_owners(
+                    &self.upper_dir(c),
+                    &mut file,
+                    &|uid, gid| map.container_owner(uid, gid),
+                )?,
+            }
             Ok(())
         })();
         if paused {
@@ -1159,5 +1200,30 @@ fn null_stdin() -> Result<()> {
     let null = std::fs::File::open("/dev/null").io("open", "/dev/null")?;
     nix::unistd::dup2_stdin(&null).sys(|| "dup2 /dev/null to stdin".to_owned())?;
     let _ = null.as_raw_fd();
+    Ok(())
+}
+
+/// Mounts a container's overlay: as it is, or with its layers id-mapped (userns-remap).
+fn mount_rootfs(
+    plan: &rootfs::MountPlan,
+    target: &Path,
+    id_map: Option<&super::userns::IdMap>,
+    container_dir: &Path,
+) -> Result<()> {
+    use std::os::fd::AsFd;
+    match id_map {
+        None => {
+            rootfs::mount(plan, target, MountMethod::Auto)?;
+        }
+        Some(map) => {
+            let userns = super::userns::namespace_fd(map)?;
+            capsa_images::idmap::mount_idmapped(
+                plan,
+                target,
+                userns.as_fd(),
+                &container_dir.join("idmap"),
+            )?;
+        }
+    }
     Ok(())
 }

@@ -43,6 +43,7 @@ mod seccomp_profile;
 pub mod spec;
 mod usage;
 mod user;
+pub mod userns;
 mod volumes;
 mod wasm;
 
@@ -82,10 +83,26 @@ pub struct Engine {
     /// The state dir (`--state`): the runtime's records, the event log, attach sockets.
     state: PathBuf,
     runtime: StateRoot,
+    /// `--userns-remap`: the mapping new containers get (unless `--userns host`).
+    userns_remap: Option<userns::IdMap>,
 }
 
 impl Engine {
     /// Opens the store at `root` and the runtime state under `state` (both created if needed).
+    /// Applies `--userns-remap default|USER[:GROUP]` (none: container root is host root).
+    pub fn with_userns_remap(mut self, spec: Option<&str>) -> Result<Engine> {
+        self.userns_remap = match spec.filter(|s| !s.is_empty()) {
+            Some(spec) => Some(userns::resolve(spec)?),
+            None => None,
+        };
+        Ok(self)
+    }
+
+    /// The mapping new containers get, if the engine remaps.
+    pub fn userns_remap(&self) -> Option<userns::IdMap> {
+        self.userns_remap
+    }
+
     pub fn open(root: &Path, state: &Path) -> Result<Engine> {
         let store = Store::open(root)?;
         let root = store.root().to_owned();
@@ -97,6 +114,7 @@ impl Engine {
             root,
             state: state.to_owned(),
             runtime,
+            userns_remap: None,
         })
     }
 

@@ -160,6 +160,9 @@ pub(crate) fn spawn(engine: &Engine, c: &ContainerRecord, attach: Vec<OwnedFd>) 
 /// `capsa-monitor --root R --state S --id ID --report-fd N [--attach-fd N]...`: the monitor's
 /// entry point (the binary is this call). Returns the exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
+    if args.first().map(String::as_str) == Some("--userns-holder") {
+        return super::userns::hold();
+    }
     let mut root = None;
     let mut state = None;
     let mut id = None;

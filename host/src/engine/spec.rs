@@ -293,6 +293,8 @@ pub struct RunOptions {
     /// `--privileged`: every capability, every host device, no seccomp filter, /sys and the
     /// cgroup tree writable, no masked or read-only paths (dockerd's meaning).
     pub privileged: bool,
+    /// `--userns host`: no remapping for this container even when the engine remaps.
+    pub userns_host: bool,
     /// `--device`.
     pub devices: Vec<super::DeviceMapping>,
     /// `--device-cgroup-rule`.
@@ -1153,6 +1155,8 @@ pub(crate) const INIT_PATH: &str = "/sbin/docker-init";
 
 /// Everything the spec is made of, decided by `create`.
 pub(crate) struct SpecInput<'a> {
+    /// The user-namespace mapping (userns-remap), if any.
+    pub id_map: Option<super::userns::IdMap>,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
@@ -1359,6 +1363,15 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Vec<u8>> {
         for (k, v) in obj {
             linux["resources"][k] = v.clone();
         }
+    }
+    if let Some(map) = input.id_map {
+        if let Some(ns) = linux["namespaces"].as_array_mut() {
+            ns.push(json!({ "type": "user" }));
+        }
+        linux["uidMappings"] =
+            json!([{ "containerID": 0, "hostID": map.uid, "size": map.uid_size }]);
+        linux["gidMappings"] =
+            json!([{ "containerID": 0, "hostID": map.gid, "size": map.gid_size }]);
     }
     if let Some(ns) = linux["namespaces"].as_array_mut() {
         ns.retain(|n| {

@@ -200,8 +200,7 @@ pub struct CreateArgs {
     /// Every capability, every host device, no seccomp filter, nothing masked (as docker).
     #[arg(long)]
     pub privileged: bool,
-    /// The user namespace: host (the container's root is the host's; the only mode until
-    /// user-namespace remapping).
+    /// The user namespace: host (no remapping for this container under --userns-remap).
     #[arg(long)]
     pub userns: Option<String>,
     /// Add a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions of r, w, m; rwm by default).
@@ -315,9 +314,7 @@ pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
         .as_deref()
         .filter(|m| !m.is_empty() && *m != "host")
     {
-        bail!(
-            "--userns {mode:?}: only host is supported (user-namespace remapping is not built yet)"
-        );
+        bail!("--userns {mode:?}: only host is supported (it opts out of --userns-remap)");
     }
     let network = match a.network.as_str() {
         "none" => Network::None,
@@ -453,6 +450,7 @@ pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
             .map(|d| capsa_host::engine::DeviceMapping::parse(d))
             .collect::<Result<_, _>>()?,
         device_cgroup_rules: a.device_cgroup_rule.clone(),
+        userns_host: a.userns.as_deref() == Some("host"),
         platform: a.platform.clone(),
     })
 }

@@ -55,6 +55,11 @@ struct Cli {
     /// This client's key.
     #[arg(long, global = true)]
     tlskey: Option<PathBuf>,
+    /// Map every new container's root to an unprivileged range: default (a `capsa` user with
+    /// ranges in /etc/subuid and /etc/subgid, made the first time) or USER[:GROUP]
+    /// [env: CAPSA_USERNS_REMAP].
+    #[arg(long = "userns-remap", global = true)]
+    userns_remap: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -450,8 +455,12 @@ enum Command {
     },
     /// The engine's version.
     Version,
-    /// The engine's state: containers, images, store, cgroups.
-    Info,
+    /// The engine's state: containers, images, store, cgroups, security options.
+    Info {
+        /// A Go-style template (`{{.CgroupVersion}}`, `{{json .SecurityOptions}}`), or json.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -495,8 +504,13 @@ fn open_backend(cli: &Cli) -> Result<Box<dyn Backend>> {
     };
     let root = pick(&cli.root, "CAPSA_ROOT", capsa_host::engine::DEFAULT_ROOT);
     let state = pick(&cli.state, "CAPSA_STATE", capsa_host::engine::DEFAULT_STATE);
+    let remap = cli
+        .userns_remap
+        .clone()
+        .or_else(|| std::env::var("CAPSA_USERNS_REMAP").ok());
     let engine = Engine::open(&root, &state)
-        .with_context(|| format!("open the store at {}", root.display()))?;
+        .with_context(|| format!("open the store at {}", root.display()))?
+        .with_userns_remap(remap.as_deref())?;
     Ok(Box::new(Local { engine }))
 }
 
@@ -1019,7 +1033,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
-        Command::Info => {
+        Command::Info { format: Some(f) } => {
+            format::print_inspect(&[b.info()?], Some(&f))?;
+            Ok(0)
+        }
+        Command::Info { format: None } => {
             let i = b.info()?;
             let s = |k: &str| match &i[k] {
                 Value::String(s) => s.clone(),
@@ -1045,6 +1063,22 @@ fn dispatch(cli: Cli) -> Result<i32> {
             );
             println!("Docker Root Dir: {}", s("DockerRootDir"));
             println!("Live Restore Enabled: {}", s("LiveRestoreEnabled"));
+            println!("Security Options:");
+            for o in i["SecurityOptions"].as_array().into_iter().flatten() {
+                let o = o.as_str().unwrap_or_default();
+                let mut parts = o.split(',');
+                println!(
+                    "  {}",
+                    parts.next().unwrap_or(o).trim_start_matches("name=")
+                );
+                for p in parts {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    let mut key = k.chars();
+                    if let Some(first) = key.next() {
+                        println!("   {}{}: {v}", first.to_uppercase(), key.as_str());
+                    }
+                }
+            }
             Ok(0)
         }
     }

@@ -456,7 +456,7 @@ fn host_config(c: &ContainerRecord) -> Value {
         "SecurityOpt": o.security_opt,
         "Tmpfs": tmpfs,
         "UTSMode": if o.uts_host { "host" } else { "" },
-        "UsernsMode": "",
+        "UsernsMode": if o.userns_host { "host" } else { "" },
         "ShmSize": o.shm_size.unwrap_or(64 << 20),
         "Sysctls": o.sysctls,
         "Runtime": "capsa",

@@ -237,7 +237,10 @@ pub fn from_body(
         .as_deref()
         .filter(|u| !u.is_empty() && *u != "host")
     {
-        return Err(invalid(format!("userns mode {u:?}"), "not supported yet"));
+        return Err(invalid(
+            format!("userns mode {u:?}"),
+            "only host (opting out of --userns-remap) is supported",
+        ));
     }
     if let Some(r) = h
         .runtime
@@ -379,6 +382,7 @@ pub fn from_body(
             .map(DeviceJson::into_mapping)
             .collect(),
         device_cgroup_rules: h.device_cgroup_rules.unwrap_or_default(),
+        userns_host: h.userns_mode.as_deref() == Some("host"),
         platform: platform.filter(|p| !p.is_empty()).map(str::to_owned),
     };
     if options
@@ -474,6 +478,7 @@ pub fn to_body(o: &RunOptions) -> Value {
             "Devices": devices_json(&o.devices),
             "DeviceCgroupRules": o.device_cgroup_rules,
             "OomKillDisable": r.oom_kill_disable,
+            "UsernsMode": if o.userns_host { "host" } else { "" },
             "MemoryReservation": r.memory_reservation.unwrap_or(0),
             "MemorySwap": r.memory_swap.unwrap_or(0),
             "PidsLimit": r.pids_limit,

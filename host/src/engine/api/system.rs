@@ -194,9 +194,19 @@ pub fn info(engine: &Engine, extras: &InfoExtras) -> Result<Value> {
         "ContainerdCommit": { "ID": "", "Expected": "" },
         "RuncCommit": { "ID": "", "Expected": "" },
         "InitCommit": { "ID": "", "Expected": "" },
-        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
+        "SecurityOptions": security_options(engine),
         "Warnings": [],
     }))
+}
+
+/// dockerd's list: the default seccomp profile, the user namespace when remapping, cgroupns.
+fn security_options(engine: &Engine) -> Vec<&'static str> {
+    let mut options = vec!["name=seccomp,profile=builtin"];
+    if engine.userns_remap().is_some() {
+        options.push("name=userns");
+    }
+    options.push("name=cgroupns");
+    options
 }
 
 /// A stable id for this engine's store (Docker's `ID`).
