@@ -84,9 +84,14 @@ pub fn attach_idmapped(source: &Path, userns: BorrowedFd<'_>, point: &Path) -> R
         )
     };
     if ret < 0 {
-        return Err(err("mount_setattr(MOUNT_ATTR_IDMAP)")(
-            io::Error::last_os_error(),
-        ));
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            return Err(err(
+                "mount_setattr(MOUNT_ATTR_IDMAP): this filesystem cannot be id-mapped (userns-remap \
+                 needs the store on ext4, xfs or btrfs, or tmpfs from Linux 6.3)",
+            )(e));
+        }
+        return Err(err("mount_setattr(MOUNT_ATTR_IDMAP)")(e));
     }
     let point_c = cstring(point).map_err(err("point"))?;
     // SAFETY: tree is a mount fd, both paths are NUL-terminated.

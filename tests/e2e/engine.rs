@@ -1225,7 +1225,7 @@ fn oom_kill_disable_label_files_userns_host_and_inspect_format() -> Result<()> {
     ctx.capsa(&["rm", "-f", "capsa-test-flags"])?.ok()?;
     for (flag, value, says) in [
         ("--userns", "remap", "only host"),
-        ("--pid", "container:other", "not supported yet"),
+        ("--pid", "container:other", "No such container: other"),
         ("--label-file", "/nonexistent/capsa-labels", "--label-file"),
     ] {
         let out = ctx.run(&["--network", "none", flag, value, "bb:1", "true"])?;
@@ -1234,5 +1234,117 @@ fn oom_kill_disable_label_files_userns_host_and_inspect_format() -> Result<()> {
             "{flag} {value}: {out}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn pid_and_ipc_join_another_container_and_ipc_none_has_no_shm() -> Result<()> {
+    let ctx = EngineContext::new("engine-join-ns")?;
+    busybox_image(&ctx)?;
+    ctx.run(&[
+        "-d",
+        "--name",
+        "capsa-test-target",
+        "--network",
+        "none",
+        "bb:1",
+        "sleep",
+        "60",
+    ])?
+    .ok()?;
+    let ns = |name: &str, kind: &str| -> Result<String> {
+        let out = ctx
+            .capsa(&["exec", name, "readlink", &format!("/proc/self/ns/{kind}")])?
+            .ok()?;
+        Ok(out.stdout.trim().to_owned())
+    };
+    let target_pid = ns("capsa-test-target", "pid")?;
+    let target_ipc = ns("capsa-test-target", "ipc")?;
+    let out = ctx
+        .run(&[
+            "--rm",
+            "--network",
+            "none",
+            "--pid",
+            "container:capsa-test-target",
+            "--ipc",
+            "container:capsa-test-target",
+            "bb:1",
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; cat /proc/1/cmdline | tr '\\0' ' '",
+        ])?
+        .ok()?;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    ensure!(
+        lines.first() == Some(&target_pid.as_str())
+            && lines.get(1) == Some(&target_ipc.as_str())
+            && lines.get(2).is_some_and(|l| l.starts_with("sleep 60")),
+        "joined the target's pid and ipc namespaces: {out} (target {target_pid} {target_ipc})"
+    );
+    let inspect_target = ctx
+        .capsa(&["inspect", "-f", "{{.Id}}", "capsa-test-target"])?
+        .ok()?;
+    ctx.create(&[
+        "--name",
+        "capsa-test-joiner",
+        "--network",
+        "none",
+        "--pid",
+        "container:capsa-test-target",
+        "bb:1",
+        "true",
+    ])?
+    .ok()?;
+    let mode = ctx
+        .capsa(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.PidMode}}",
+            "capsa-test-joiner",
+        ])?
+        .ok()?;
+    ensure!(
+        mode.stdout.trim() == format!("container:{}", inspect_target.stdout.trim()),
+        "{mode}"
+    );
+    let none = ctx.run(&[
+        "--rm",
+        "--network",
+        "none",
+        "--ipc",
+        "none",
+        "bb:1",
+        "sh",
+        "-c",
+        "grep -c ' /dev/shm ' /proc/self/mounts",
+    ])?;
+    ensure!(
+        none.stdout.trim() == "0",
+        "no /dev/shm with --ipc none: {none}"
+    );
+    // The target stopped: starting the joiner fails as dockerd's does.
+    ctx.capsa(&["rm", "-f", "capsa-test-target"])?.ok()?;
+    let start = ctx.capsa(&["start", "capsa-test-joiner"])?;
+    ensure!(
+        start.code() != 0 && start.stderr.contains("no longer exists"),
+        "{start}"
+    );
+    let missing = ctx.run(&[
+        "--network",
+        "none",
+        "--pid",
+        "container:capsa-test-nothing",
+        "bb:1",
+        "true",
+    ])?;
+    ensure!(
+        missing.code() == 125
+            && missing
+                .stderr
+                .contains("No such container: capsa-test-nothing"),
+        "{missing}"
+    );
+    ctx.capsa(&["rm", "-f", "capsa-test-joiner"])?.ok()?;
     Ok(())
 }

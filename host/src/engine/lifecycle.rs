@@ -248,6 +248,23 @@ impl Engine {
             }
         }
         let healthcheck = spec::effective_healthcheck(&image_config, options);
+        // `container:NAME` modes name an existing container: recorded by id.
+        let mut options = options.clone();
+        for (kind, target) in [
+            ("pid", &mut options.pid_container),
+            ("ipc", &mut options.ipc_container),
+        ] {
+            if let Some(name) = target.as_ref() {
+                let other = self.container(name).map_err(|_| {
+                    invalid(
+                        format!("--{kind} container:{name}"),
+                        format!("No such container: {name}"),
+                    )
+                })?;
+                *target = Some(other.id);
+            }
+        }
+        let options = &options;
 
         let containers = self.containers_dir();
         std::fs::create_dir_all(&containers).io("mkdir", &containers)?;
@@ -551,8 +568,52 @@ impl Engine {
             runtime::delete(&self.runtime, &c.id, true)?;
         }
         self.ensure_mounted(c)?;
+        self.join_namespaces(c)?;
         self.clear_exit(c);
         Ok(())
+    }
+
+    /// `--pid/--ipc container:NAME`: points config.json at the other container's namespaces as
+    /// they are now (its init may have restarted since create). It must be running, as dockerd
+    /// requires.
+    fn join_namespaces(&self, c: &ContainerRecord) -> Result<()> {
+        let joins: Vec<(&str, &String)> = [
+            ("pid", c.options.pid_container.as_ref()),
+            ("ipc", c.options.ipc_container.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, target)| target.map(|t| (kind, t)))
+        .collect();
+        if joins.is_empty() {
+            return Ok(());
+        }
+        let path = self.container_dir(&c.id).join("config.json");
+        let text = std::fs::read(&path).io("read", &path)?;
+        let mut config: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| invalid(path.display().to_string(), e.to_string()))?;
+        for (kind, target) in joins {
+            let other = self.container(target).map_err(|_| {
+                invalid(
+                    format!("--{kind} container:{target}"),
+                    "the container it joins no longer exists",
+                )
+            })?;
+            let (state, pid) = self.state(&other);
+            if state != State::Running || pid <= 0 {
+                return Err(EngineError::Conflict(format!(
+                    "cannot join {} of a non running container: {}",
+                    kind.to_uppercase(),
+                    other.name
+                )));
+            }
+            if let Some(list) = config["linux"]["namespaces"].as_array_mut() {
+                list.retain(|n| n["type"] != kind);
+                list.push(json!({ "type": kind, "path": format!("/proc/{pid}/ns/{kind}") }));
+            }
+        }
+        let bytes = serde_json::to_vec_pretty(&config)
+            .map_err(|e| invalid(path.display().to_string(), e.to_string()))?;
+        write_atomic(&path, &bytes)
     }
 
     /// `capsa start` (and `run -d`, `POST /containers/{id}/start`): the monitor (exec'd, see

@@ -293,6 +293,12 @@ pub struct RunOptions {
     /// `--privileged`: every capability, every host device, no seccomp filter, /sys and the
     /// cgroup tree writable, no masked or read-only paths (dockerd's meaning).
     pub privileged: bool,
+    /// `--pid container:NAME`, `--ipc container:NAME`: join that container's namespace (the
+    /// name as given; resolved to the container at create, its init's namespace at each start).
+    pub pid_container: Option<String>,
+    pub ipc_container: Option<String>,
+    /// `--ipc none`: a private IPC namespace without /dev/shm.
+    pub ipc_none: bool,
     /// `--userns host`: no remapping for this container even when the engine remaps.
     pub userns_host: bool,
     /// `--device`.
@@ -1301,6 +1307,9 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Vec<u8>> {
                 opts.push(json!(format!("size={size}")));
             }
         }
+    }
+    if options.ipc_none {
+        mounts.retain(|m| m["destination"] != "/dev/shm");
     }
     if options.privileged {
         for m in mounts.iter_mut() {

@@ -300,11 +300,19 @@ fn host_ns(flag: &Option<String>, what: &str) -> Result<bool> {
         // A private IPC namespace others may join: capsa's are all joinable by exec.
         Some("shareable") if what == "ipc" => Ok(false),
         Some("host") => Ok(true),
-        Some(other) if other.starts_with("container:") => {
-            bail!("--{what} {other:?}: joining another container's namespace is not supported yet")
-        }
+        // Joined at start (see run_options); none: private, without /dev/shm.
+        Some(other) if other.starts_with("container:") && other.len() > 10 => Ok(false),
+        Some("none") if what == "ipc" => Ok(false),
         Some(other) => bail!("--{what} {other:?}: use host or private"),
     }
+}
+
+/// `container:NAME` of a `--pid`/`--ipc` value.
+fn joined(flag: &Option<String>) -> Option<String> {
+    flag.as_deref()
+        .and_then(|m| m.strip_prefix("container:"))
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
 }
 
 /// The flags as engine options (environment resolved here, on the caller's side).
@@ -451,6 +459,9 @@ pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
             .collect::<Result<_, _>>()?,
         device_cgroup_rules: a.device_cgroup_rule.clone(),
         userns_host: a.userns.as_deref() == Some("host"),
+        pid_container: joined(&a.pid),
+        ipc_container: joined(&a.ipc),
+        ipc_none: a.ipc.as_deref() == Some("none"),
         platform: a.platform.clone(),
     })
 }

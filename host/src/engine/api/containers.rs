@@ -445,11 +445,11 @@ fn host_config(c: &ContainerRecord) -> Value {
         "DnsSearch": o.dns_search,
         "ExtraHosts": o.extra_hosts,
         "GroupAdd": o.group_add,
-        "IpcMode": if o.ipc_host { "host" } else { "private" },
+        "IpcMode": namespace_mode(o.ipc_host, o.ipc_container.as_deref(), o.ipc_none, "private"),
         "Cgroup": "",
         "Links": null,
         "OomScoreAdj": o.oom_score_adj.unwrap_or(0),
-        "PidMode": if o.pid_host { "host" } else { "" },
+        "PidMode": namespace_mode(o.pid_host, o.pid_container.as_deref(), false, ""),
         "Privileged": o.privileged,
         "PublishAllPorts": false,
         "ReadonlyRootfs": o.read_only,
@@ -540,4 +540,22 @@ pub fn changes(engine: &Engine, c: &ContainerRecord) -> Result<Value> {
     } else {
         json!(list)
     })
+}
+
+/// `HostConfig.PidMode`/`IpcMode` as dockerd shows them.
+pub(crate) fn namespace_mode(
+    host: bool,
+    joined: Option<&str>,
+    none: bool,
+    default: &str,
+) -> String {
+    if host {
+        "host".into()
+    } else if let Some(id) = joined {
+        format!("container:{id}")
+    } else if none {
+        "none".into()
+    } else {
+        default.into()
+    }
 }

@@ -222,9 +222,15 @@ pub fn from_body(
             ));
         }
     };
+    let joined = |mode: Option<&str>| {
+        mode.and_then(|m| m.strip_prefix("container:"))
+            .map(str::to_owned)
+    };
     let host_namespace = |what: &str, mode: Option<&str>| -> Result<bool> {
         match mode.unwrap_or("") {
             "" | "private" | "shareable" => Ok(false),
+            m if m.starts_with("container:") && m.len() > "container:".len() => Ok(false),
+            "none" if what == "ipc" => Ok(false),
             "host" => Ok(true),
             other => Err(invalid(
                 format!("{what} mode {other:?}"),
@@ -371,6 +377,9 @@ pub fn from_body(
         oom_score_adj: h.oom_score_adj.filter(|a| *a != 0),
         pid_host: host_namespace("pid", h.pid_mode.as_deref())?,
         ipc_host: host_namespace("ipc", h.ipc_mode.as_deref())?,
+        pid_container: joined(h.pid_mode.as_deref()),
+        ipc_container: joined(h.ipc_mode.as_deref()),
+        ipc_none: h.ipc_mode.as_deref() == Some("none"),
         uts_host: host_namespace("uts", h.uts_mode.as_deref())?,
         log_driver,
         log_opts,
@@ -456,8 +465,8 @@ pub fn to_body(o: &RunOptions) -> Value {
             "DnsSearch": o.dns_search,
             "ExtraHosts": o.extra_hosts,
             "GroupAdd": o.group_add,
-            "IpcMode": if o.ipc_host { "host" } else { "" },
-            "PidMode": if o.pid_host { "host" } else { "" },
+            "IpcMode": super::containers::namespace_mode(o.ipc_host, o.ipc_container.as_deref(), o.ipc_none, ""),
+            "PidMode": super::containers::namespace_mode(o.pid_host, o.pid_container.as_deref(), false, ""),
             "UTSMode": if o.uts_host { "host" } else { "" },
             "OomScoreAdj": o.oom_score_adj.unwrap_or(0),
             "Privileged": o.privileged,
