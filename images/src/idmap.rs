@@ -46,9 +46,16 @@ fn cstring(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// Attaches `source` at `point` (an existing empty dir) as a mount whose owners are mapped
-/// through the user namespace `userns`.
-pub fn attach_idmapped(source: &Path, userns: BorrowedFd<'_>, point: &Path) -> Result<()> {
+/// Attaches `source` at `point` (an existing mount point) as a mount whose owners are mapped
+/// through the user namespace `userns`; `recursive` takes the mounts below `source` along
+/// (`rbind`), each id-mapped. Also the runtime's id-mapped bind mounts (OCI `uidMappings`).
+pub fn attach_idmapped(
+    source: &Path,
+    userns: BorrowedFd<'_>,
+    point: &Path,
+    recursive: bool,
+) -> Result<()> {
+    let tree_flags = if recursive { AT_RECURSIVE } else { 0 };
     let err = |step: &str| step_error(point, format!("{step} {}", source.display()));
     let source_c = cstring(source).map_err(err("path"))?;
     // SAFETY: the path is NUL-terminated; open_tree returns a new fd or -1.
@@ -57,7 +64,7 @@ pub fn attach_idmapped(source: &Path, userns: BorrowedFd<'_>, point: &Path) -> R
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             source_c.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | tree_flags,
         )
     };
     if fd < 0 {
@@ -78,7 +85,7 @@ pub fn attach_idmapped(source: &Path, userns: BorrowedFd<'_>, point: &Path) -> R
             libc::SYS_mount_setattr,
             tree.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            libc::AT_EMPTY_PATH as libc::c_uint | tree_flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -138,7 +145,7 @@ pub fn mount_idmapped(
             let point = staging.join(i.to_string());
             std::fs::create_dir(&point).map_err(step_error(&point, "mkdir".into()))?;
             attached.push(point.clone());
-            attach_idmapped(layer, userns, &point)?;
+            attach_idmapped(layer, userns, &point, false)?;
             lower_short.push(PathBuf::from(i.to_string()));
         }
         let mapped = MountPlan {

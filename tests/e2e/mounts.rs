@@ -424,3 +424,66 @@ fn mount_destination_symlink_to_outside_the_rootfs_is_contained() -> Result<()> 
     }
     Ok(())
 }
+
+#[test]
+fn id_mapped_bind_mounts_show_the_mapped_owners() -> Result<()> {
+    let ctx = TestContext::new("idmap-bind")?;
+    if ctx.runtime.kind != capsa_tests::runtime::RuntimeKind::Capsa {
+        return capsa_tests::context::skip(
+            "id_mapped_bind_mounts_show_the_mapped_owners",
+            "runc 1.1 has no id-mapped mounts",
+        );
+    }
+    let dir = ctx.subdir("owned-by-root")?;
+    std::fs::write(dir.join("file"), "x")?;
+    std::fs::create_dir(dir.join("sub"))?;
+    std::os::unix::fs::chown(dir.join("sub"), Some(7), Some(8))?;
+    let mut b = ctx.bundle()?;
+    b.payload(
+        "stat -c '%u:%g' /mnt/mapped/file /mnt/mapped/sub; grep ' /mnt/mapped ' /proc/self/mountinfo",
+    );
+    let mut json = b.to_json()?;
+    json["mounts"]
+        .as_array_mut()
+        .context("mounts")?
+        .push(serde_json::json!({
+            "destination": "/mnt/mapped", "type": "bind", "source": dir,
+            "options": ["rbind", "ro"],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 100}],
+            "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 100}]
+        }));
+    b.write_json(&json)?;
+    let out = ctx.run_written(&b)?.ok()?;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    ensure!(
+        lines.first() == Some(&"1000:2000") && lines.get(1) == Some(&"1007:2008"),
+        "disk ids seen through the mapping: {out}"
+    );
+    ensure!(
+        lines
+            .get(2)
+            .is_some_and(|l| l.contains("idmapped") && l.contains(" ro")),
+        "an id-mapped, read-only mount: {out}"
+    );
+    // One mapping without the other, or on a non-bind mount: refused at create.
+    for (mount, says) in [
+        (
+            serde_json::json!({"destination": "/mnt/x", "type": "bind", "source": dir,
+                "options": ["rbind"], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+            "go together",
+        ),
+        (
+            serde_json::json!({"destination": "/mnt/x", "type": "tmpfs", "source": "tmpfs",
+                "options": ["idmap"]}),
+            "bind mounts only",
+        ),
+    ] {
+        let bad = ctx.bundle()?;
+        let mut json = bad.to_json()?;
+        json["mounts"].as_array_mut().context("mounts")?.push(mount);
+        bad.write_json(&json)?;
+        let out = ctx.run_written(&bad)?;
+        ensure!(out.code() != 0 && out.stderr.contains(says), "{out}");
+    }
+    Ok(())
+}

@@ -46,6 +46,8 @@ pub struct InitArgs<'a> {
     pub seccomp_cache: std::path::PathBuf,
     /// The wasm shim to exec instead of a native program (decided and prepared at create).
     pub wasm: Option<&'a crate::wasm::ShimExec>,
+    /// For each id-mapped mount (by index in `mounts`), its user namespace.
+    pub idmap_userns: &'a [(usize, std::os::fd::OwnedFd)],
 }
 
 /// Runs the init; never returns.
@@ -98,10 +100,11 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
         new_cgroup_namespace: plan.has(CloneFlags::CLONE_NEWCGROUP),
         cgroups: Some((args.layout, args.cgroup)),
         mount_label: linux.mount_label().as_deref(),
+        idmap_userns: args.idmap_userns,
     };
     let mounts: &[Mount] = spec.mounts().as_deref().unwrap_or_default();
-    for entry in mounts {
-        mount_entry(&ctx, entry)?;
+    for (index, entry) in mounts.iter().enumerate() {
+        mount_entry(&ctx, index, entry)?;
     }
     if needs_dev_setup(mounts) {
         let extra = linux.devices().as_deref().unwrap_or_default();

@@ -3,7 +3,7 @@
 
 use nix::mount::MsFlags;
 
-use crate::error::{Result, invalid};
+use crate::error::Result;
 
 /// A mount entry's options, parsed.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct MountOptions {
     pub recursive: bool,
     /// Filesystem-specific options, comma-joined (`mode=755,size=65536k`).
     pub data: String,
+    /// `idmap`/`ridmap`: an id-mapped mount (`Some(true)`: recursively).
+    pub idmap: Option<bool>,
 }
 
 impl Default for MountOptions {
@@ -30,13 +32,14 @@ impl Default for MountOptions {
             propagation: Vec::new(),
             bind: false,
             recursive: false,
+            idmap: None,
             data: String::new(),
         }
     }
 }
 
 impl MountOptions {
-    /// Parses `options`; `idmap`, which needs id-mapped mounts, is refused.
+    /// Parses `options`.
     pub fn parse<S: AsRef<str>>(options: &[S]) -> Result<Self> {
         let mut parsed = Self::default();
         let mut data = Vec::new();
@@ -79,10 +82,14 @@ impl MountOptions {
                     parsed.propagation.extend(propagation_flag(keyword));
                     (MsFlags::empty(), MsFlags::empty())
                 }
-                "idmap" | "ridmap" => {
-                    return Err(invalid(format!(
-                        "mount option {option:?} (id-mapped mounts) is not supported"
-                    )));
+                // OCI 1.2: an id-mapped bind mount (`ridmap`: of every mount below it too).
+                "idmap" => {
+                    parsed.idmap = Some(false);
+                    (MsFlags::empty(), MsFlags::empty())
+                }
+                "ridmap" => {
+                    parsed.idmap = Some(true);
+                    (MsFlags::empty(), MsFlags::empty())
                 }
                 // runc's extension for tmpfs; capsa copies nothing up, so the option is a no-op.
                 "tmpcopyup" => (MsFlags::empty(), MsFlags::empty()),
@@ -150,7 +157,12 @@ mod tests {
     }
 
     #[test]
-    fn idmap_is_refused() {
-        assert!(MountOptions::parse(&["idmap"]).is_err());
+    fn idmap_options_ask_for_an_id_mapped_mount() {
+        assert_eq!(MountOptions::parse(&["idmap"]).unwrap().idmap, Some(false));
+        assert_eq!(
+            MountOptions::parse(&["rbind", "ridmap"]).unwrap().idmap,
+            Some(true)
+        );
+        assert_eq!(MountOptions::parse(&["rbind"]).unwrap().idmap, None);
     }
 }

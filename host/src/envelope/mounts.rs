@@ -10,7 +10,7 @@ use nix::fcntl::OFlag;
 use nix::mount::{MsFlags, mount};
 use nix::sys::stat::{SFlag, fstat};
 use nix::sys::statvfs::{FsFlags, statvfs};
-use oci_spec::runtime::Mount;
+use oci_spec::runtime::{LinuxIdMapping, Mount};
 
 use super::mount_options::MountOptions;
 use crate::cgroups::{Cgroup, Layout};
@@ -31,10 +31,13 @@ pub struct MountContext<'a> {
     pub cgroups: Option<(&'a Layout, &'a Cgroup)>,
     /// `linux.mountLabel`: the SELinux context of the container's own filesystems.
     pub mount_label: Option<&'a str>,
+    /// The user namespaces of the id-mapped mounts, by index in `mounts` (see
+    /// [`idmap_namespaces`]).
+    pub idmap_userns: &'a [(usize, OwnedFd)],
 }
 
 /// Mounts one config entry.
-pub fn mount_entry(ctx: &MountContext, entry: &Mount) -> Result<()> {
+pub fn mount_entry(ctx: &MountContext, index: usize, entry: &Mount) -> Result<()> {
     let dest = entry.destination();
     let options = MountOptions::parse(entry.options().as_deref().unwrap_or_default())?;
     let typ = entry.typ().as_deref().unwrap_or("");
@@ -42,6 +45,9 @@ pub fn mount_entry(ctx: &MountContext, entry: &Mount) -> Result<()> {
     refuse_symlink_destination(ctx.root, dest)?;
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, dest, &options, typ).with(what);
+    }
+    if let Some((_, userns)) = ctx.idmap_userns.iter().find(|(i, _)| *i == index) {
+        return mount_idmapped(ctx, entry, &options, userns).with(what);
     }
     if options.bind || typ == "bind" {
         let source = bind_source(ctx.bundle, entry)?;
@@ -73,6 +79,64 @@ pub fn mount_entry(ctx: &MountContext, entry: &Mount) -> Result<()> {
         Err(e) => return Err(e).with(what),
     }
     propagate(&target, &options).with(what)
+}
+
+/// The user namespace of each id-mapped mount of `spec` (by index): with the mount's
+/// `uidMappings`/`gidMappings`, or the container's own for a bare `idmap`/`ridmap`.
+pub fn idmap_namespaces(
+    spec: &oci_spec::runtime::Spec,
+    plan: &super::namespaces::NamespacePlan,
+) -> Result<Vec<(usize, OwnedFd)>> {
+    let linux = spec.linux().as_ref();
+    let container_maps = linux.and_then(|l| match (l.uid_mappings(), l.gid_mappings()) {
+        (Some(u), Some(g)) if plan.has(nix::sched::CloneFlags::CLONE_NEWUSER) => {
+            Some((u.as_slice(), g.as_slice()))
+        }
+        _ => None,
+    });
+    let mut out = Vec::new();
+    for (index, entry) in spec.mounts().iter().flatten().enumerate() {
+        let options = MountOptions::parse(entry.options().as_deref().unwrap_or_default())?;
+        let (uids, gids): (&[LinuxIdMapping], &[LinuxIdMapping]) =
+            match (entry.uid_mappings(), entry.gid_mappings()) {
+                (Some(u), Some(g)) => (u, g),
+                _ if options.idmap.is_none() => continue,
+                _ => container_maps.ok_or_else(|| {
+                    invalid(format!(
+                        "id-mapped mount on {}: no uidMappings/gidMappings and the container has \
+                         no user namespace to take them from",
+                        entry.destination().display()
+                    ))
+                })?,
+            };
+        out.push((index, crate::sys::userns::with_mappings(uids, gids)?));
+    }
+    Ok(out)
+}
+
+/// An id-mapped bind mount (OCI 1.2 `uidMappings`/`gidMappings`, `idmap`/`ridmap`): the source
+/// seen through a user namespace with the mount's mappings (or the container's), so a file
+/// owned by containerID on disk shows as hostID. Checked in `spec::validate`.
+fn mount_idmapped(
+    ctx: &MountContext,
+    entry: &Mount,
+    options: &MountOptions,
+    userns: &OwnedFd,
+) -> Result<()> {
+    let dest = entry.destination();
+    let source = bind_source(ctx.bundle, entry)?;
+    let source_is_dir = std::fs::metadata(&source)
+        .map_err(|e| invalid(format!("bind source {}: {e}", source.display())))?
+        .is_dir();
+    let target = mount_point(ctx.root, dest, source_is_dir)?;
+    let recursive = options.idmap.unwrap_or(false) || options.recursive;
+    capsa_images::idmap::attach_idmapped(&source, userns.as_fd(), &target, recursive)
+        .map_err(|e| invalid(e.to_string()))?;
+    let flags = options.flags & !(MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_REC);
+    if !flags.is_empty() {
+        remount(&target, flags)?;
+    }
+    propagate(&target, options)
 }
 
 fn typ_or_bind<'a>(typ: &'a str, options: &MountOptions) -> &'a str {

@@ -162,6 +162,9 @@ pub(crate) fn create_from(
     let listener = start_listener(&dir)?;
     let (parent_sync, child_sync) = seqpacket_pair()?;
     let plan = NamespacePlan::from_config(linux);
+    // Id-mapped mounts need user namespaces with their mappings, made here where /proc is the
+    // host's (the init's pid namespace would hide the helper's pid).
+    let idmap_userns = crate::envelope::mounts::idmap_namespaces(&bundle.spec, &plan)?;
     let into_cgroup = cgroup.open_v2_dir(&layout);
     // The cgroup namespace must be created once the init is in its cgroup, so its root is the
     // container's cgroup: at clone time with CLONE_INTO_CGROUP, else by the init after placement.
@@ -201,6 +204,7 @@ pub(crate) fn create_from(
                 preserve_fds: options.preserve_fds,
                 seccomp_cache: root.seccomp_cache(),
                 wasm: wasm.as_ref(),
+                idmap_userns: &idmap_userns,
             })
         }
         Forked::Parent(pid) => pid,

@@ -33,6 +33,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
              unbindable (or their recursive r- forms)"
         )));
     }
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        validate_idmapped(m)?;
+    }
     let mut seen = HashSet::new();
     let namespaces = linux.namespaces().as_deref().unwrap_or_default();
     for ns in namespaces {
@@ -220,6 +223,30 @@ fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
     } else {
         None
     }
+}
+
+/// An id-mapped mount (OCI 1.2): both mappings or none, on a bind mount.
+fn validate_idmapped(m: &oci_spec::runtime::Mount) -> Result<()> {
+    let dest = m.destination().display();
+    let options = m.options().as_deref().unwrap_or_default();
+    let idmap_option = options.iter().any(|o| o == "idmap" || o == "ridmap");
+    match (m.uid_mappings(), m.gid_mappings()) {
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(format!(
+                "mount on {dest}: uidMappings and gidMappings go together (one is missing)"
+            )));
+        }
+        (None, None) if !idmap_option => return Ok(()),
+        _ => {}
+    }
+    let bind =
+        m.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
+    if !bind {
+        return Err(invalid(format!(
+            "mount on {dest}: id-mapped mounts (uidMappings/gidMappings, idmap) are bind mounts only"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

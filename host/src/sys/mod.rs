@@ -7,3 +7,4 @@ pub mod fs;
 pub mod pidfd;
 pub mod proc;
 pub mod socket;
+pub mod userns;

@@ -76,10 +76,10 @@ pub fn features() -> String {
         "ociVersionMax": "1.2.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": [
-            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "mand",
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap", "mand",
             "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
             "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared",
-            "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
+            "ridmap", "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
             "tmpcopyup", "unbindable"
         ],
         "linux": {
@@ -90,7 +90,8 @@ pub fn features() -> String {
             // features.md: whether the runtime supports them, not whether this host has them
             // (on a host without one, a profile or label fails create).
             "apparmor": {"enabled": true},
-            "selinux": {"enabled": true}
+            "selinux": {"enabled": true},
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.capsa.version": env!("CARGO_PKG_VERSION"),
