@@ -29,7 +29,7 @@ cd "$repo"
 # except the two that need a network peer (a registry, podman's store) the VM does not set up;
 # and four of the daemon's through the docker CLI (stats, top and limits read v2's files; restart
 # policies and live restore are the monitor's).
-FILTER=${CAPSA_V2_FILTER:-cgroup lifecycle:: exec:: seccomp:: conformance:: hooks:: engine:: confinement::privileged confinement::devices daemon::docker_cli_runs daemon::docker_run_flags daemon::restart_policies daemon::live_restore --skip engine::push_to_a_registry --skip engine::podman_saved}
+FILTER=${CAPSA_V2_FILTER:-cgroup lifecycle:: exec:: seccomp:: conformance:: hooks:: engine:: confinement::privileged confinement::devices userns:: daemon::docker_cli_runs daemon::docker_run_flags daemon::restart_policies daemon::live_restore --skip engine::push_to_a_registry --skip engine::podman_saved}
 # The controllers the VM must offer and enable at its root.
 CONTROLLERS="cpuset cpu io memory hugetlb pids"
 # Kernel modules the initramfs loads (with their dependencies) to mount the host's / as its root.

@@ -118,6 +118,16 @@ pub fn attach_idmapped(
     Ok(())
 }
 
+/// Whether `e` says the filesystem (or kernel) cannot make id-mapped mounts, so the caller may
+/// fall back to copies with shifted owners.
+pub fn unsupported(e: &Error) -> bool {
+    matches!(e, Error::Mount { step, source, .. }
+        if step.starts_with("mount_setattr")
+            && matches!(source.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)))
+        || matches!(e, Error::Mount { step, source, .. }
+            if step.starts_with("open_tree") && source.raw_os_error() == Some(libc::ENOSYS))
+}
+
 fn detach(point: &Path) {
     if let Ok(c) = cstring(point) {
         // SAFETY: a NUL-terminated path; failure leaves nothing to undo.

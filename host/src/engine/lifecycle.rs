@@ -1278,12 +1278,25 @@ fn mount_rootfs(
         }
         Some(map) => {
             let userns = super::userns::namespace_fd(map)?;
-            capsa_images::idmap::mount_idmapped(
+            match capsa_images::idmap::mount_idmapped(
                 plan,
                 target,
                 userns.as_fd(),
                 &container_dir.join("idmap"),
-            )?;
+            ) {
+                Ok(_) => {}
+                // A filesystem (or kernel) without id-mapped mounts: dockerd's way, copies of
+                // the layers owned by the range.
+                Err(e) if capsa_images::idmap::unsupported(&e) => {
+                    let store_root = container_dir
+                        .parent()
+                        .and_then(Path::parent)
+                        .unwrap_or(container_dir);
+                    let shifted = super::userns::shifted_plan(plan, map, store_root)?;
+                    rootfs::mount(&shifted, target, MountMethod::Auto)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())

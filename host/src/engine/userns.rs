@@ -243,7 +243,14 @@ pub fn shift_owners(dir: &std::path::Path, map: &IdMap) -> Result<()> {
             Some(map.host_uid(meta.uid())),
             Some(map.host_gid(meta.gid())),
         )
-        .map_err(|e| invalid(path.display().to_string(), format!("chown: {e}")))
+        .map_err(|e| invalid(path.display().to_string(), format!("chown: {e}")))?;
+        // chown clears set-id bits, even root's: put them back.
+        use std::os::unix::fs::PermissionsExt;
+        if !meta.file_type().is_symlink() && meta.mode() & 0o6000 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .map_err(|e| invalid(path.display().to_string(), format!("chmod: {e}")))?;
+        }
+        Ok(())
     };
     shift(dir)?;
     let mut stack = vec![dir.to_owned()];
@@ -260,6 +267,75 @@ pub fn shift_owners(dir: &std::path::Path, map: &IdMap) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where id-mapped mounts are impossible (a filesystem without them, such as tmpfs before
+/// Linux 6.3): the plan with every store layer replaced by a copy owned by the range, kept under
+/// `<root>/userns/<uid>.<gid>/<layer>` and shared by every container of the mapping (dockerd's
+/// store per mapping, layer by layer). A copy is made once (`cp -a` into a temporary name,
+/// owners shifted, renamed). The init layer is the container's own: shifted in place.
+pub fn shifted_plan(
+    plan: &capsa_images::rootfs::MountPlan,
+    map: &IdMap,
+    store_root: &std::path::Path,
+) -> Result<capsa_images::rootfs::MountPlan> {
+    let base = store_root
+        .join("userns")
+        .join(format!("{}.{}", map.uid, map.gid));
+    std::fs::create_dir_all(&base)
+        .map_err(|e| invalid(base.display().to_string(), e.to_string()))?;
+    for d in [store_root.join("userns"), base.clone()] {
+        grant_traverse(&d, map)?;
+    }
+    let mut lower = Vec::new();
+    let mut lower_short = Vec::new();
+    for (i, layer) in plan.lower.iter().enumerate() {
+        if i == 0 {
+            shift_owners(layer, map)?;
+            lower.push(layer.clone());
+            lower_short.push(layer.clone());
+            continue;
+        }
+        // `<root>/layers/<diff_id>/diff` → `<base>/<diff_id>`.
+        let name = layer
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| i.to_string());
+        let copy = base.join(&name);
+        if !copy.is_dir() {
+            let tmp = base.join(format!(".tmp-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg("--reflink=auto")
+                .arg(layer)
+                .arg(&tmp)
+                .output()
+                .map_err(|e| invalid("cp", e.to_string()))?;
+            if !out.status.success() {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(invalid(
+                    format!("copy {} for the user-namespace mapping", layer.display()),
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ));
+            }
+            shift_owners(&tmp, map)?;
+            // Another container may have made the same copy meanwhile: keep either.
+            if std::fs::rename(&tmp, &copy).is_err() {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
+        lower.push(copy);
+        lower_short.push(std::path::PathBuf::from(name));
+    }
+    Ok(capsa_images::rootfs::MountPlan {
+        lower,
+        lower_short,
+        short_base: base,
+        upper: plan.upper.clone(),
+        work: plan.work.clone(),
+    })
 }
 
 /// A user namespace with `map`, as an fd (for id-mapped mounts): a `capsa-monitor
@@ -338,6 +414,34 @@ mod tests {
         assert_eq!(free_start(""), 100_000);
         assert_eq!(free_start("a:100000:65536\nb:231072:65536\n"), 296_608);
         assert_eq!(free_start("a:10:5\n"), 100_000);
+    }
+
+    #[test]
+    fn shifting_owners_keeps_set_id_bits() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("capsa-test-shift-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let file = dir.join("sub/su");
+        std::fs::write(&file, "x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::os::unix::fs::symlink("su", dir.join("sub/link")).unwrap();
+        let map = IdMap {
+            uid: 700_000,
+            gid: 800_000,
+            uid_size: 65536,
+            gid_size: 65536,
+        };
+        shift_owners(&dir, &map).unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let link = std::fs::symlink_metadata(dir.join("sub/link")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (700_000, 800_000));
+        assert_eq!(meta.mode() & 0o7777, 0o4755);
+        assert_eq!(
+            link.uid(),
+            700_000,
+            "symlinks themselves, not their targets"
+        );
     }
 
     #[test]
