@@ -9,7 +9,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,6 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
 
 /// `struct mount_attr` (linux/mount.h, MOUNT_ATTR_SIZE_VER0).
 #[repr(C)]
@@ -100,22 +99,7 @@ pub fn attach_idmapped(
         }
         return Err(err("mount_setattr(MOUNT_ATTR_IDMAP)")(e));
     }
-    let point_c = cstring(point).map_err(err("point"))?;
-    // SAFETY: tree is a mount fd, both paths are NUL-terminated.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            point_c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if ret < 0 {
-        return Err(err("move_mount")(io::Error::last_os_error()));
-    }
-    Ok(())
+    crate::sys::move_mount_to(tree.as_fd(), point).map_err(err("move_mount"))
 }
 
 /// Whether `e` says the filesystem (or kernel) cannot make id-mapped mounts, so the caller may

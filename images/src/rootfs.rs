@@ -10,7 +10,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -147,7 +147,6 @@ const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
 fn cstring(s: &[u8]) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "contains NUL"))
@@ -231,22 +230,7 @@ fn mount_new_api(plan: &MountPlan, target: &Path) -> Result<()> {
     }
     // SAFETY: fsmount returned a new fd that nothing else owns.
     let mnt = unsafe { OwnedFd::from_raw_fd(mfd as i32) };
-    let target_c = cstring(target.as_os_str().as_bytes()).map_err(err("target"))?;
-    // SAFETY: mnt is a mount fd, both paths are NUL-terminated.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target_c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if ret < 0 {
-        return Err(err("move_mount")(io::Error::last_os_error()));
-    }
-    Ok(())
+    crate::sys::move_mount_to(mnt.as_fd(), target).map_err(err("move_mount"))
 }
 
 fn mount_data(target: &Path, data: &str) -> Result<()> {

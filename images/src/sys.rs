@@ -246,3 +246,26 @@ pub(crate) fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: the fd is valid for the call.
     check(unsafe { libc::syncfs(fd.as_raw_fd()) })
 }
+
+/// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attaches the detached mount
+/// `mount` (from fsmount or open_tree) at `target`.
+pub(crate) fn move_mount_to(mount: BorrowedFd<'_>, target: &std::path::Path) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
+    let target = cstr(target.as_os_str())?;
+    // SAFETY: `mount` is a mount fd, both paths are NUL-terminated and outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
