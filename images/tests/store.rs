@@ -182,7 +182,19 @@ fn layers_are_shared_between_images_and_gc_keeps_what_live_images_need() {
     assert!(r.gc.blobs_removed.contains(&a.manifest));
     assert!(store.layer_dirs("b:1").unwrap().iter().all(|d| d.is_dir()));
 
+    // A copy of a layer made for a user-namespace mapping goes with the layer.
+    let hex = store
+        .layer_dirs("b:1")
+        .unwrap()
+        .iter()
+        .map(|d| d.parent().unwrap().file_name().unwrap().to_owned())
+        .next()
+        .unwrap();
+    let copy = tmp.path().join("store/userns/100000.100000").join(&hex);
+    std::fs::create_dir_all(copy.join("etc")).unwrap();
     store.remove("b:1", false).unwrap();
+    assert!(!copy.exists(), "the mapped copy is removed with its layer");
+    std::fs::remove_dir_all(tmp.path().join("store/userns")).unwrap();
     assert_store_empty(&store);
 }
 

@@ -62,8 +62,27 @@ pub(crate) fn collect(store: &Store, _lock: &Lock) -> Result<GcReport> {
             let _ = fs::remove_file(path);
         }
         remove_any(&doomed)?;
+        remove_mapped_copies(store, &diff_id)?;
         report.layers_removed.push(diff_id);
     }
     layers::remove_dangling_links(store.root())?;
     Ok(report)
+}
+
+/// The copies of a layer made for user-namespace mappings (`<root>/userns/UID.GID/<diff_id>`,
+/// where the filesystem cannot id-map the layer itself) go with the layer.
+fn remove_mapped_copies(store: &Store, diff_id: &Digest) -> Result<()> {
+    let mappings = store.root().join("userns");
+    let Ok(entries) = fs::read_dir(&mappings) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let copy = entry.path().join(diff_id.hex());
+        if copy.is_dir() {
+            let doomed = store.tmp_path("rm");
+            fs::rename(&copy, &doomed).ctx("rename", &copy)?;
+            remove_any(&doomed)?;
+        }
+    }
+    Ok(())
 }
