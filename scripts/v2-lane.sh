@@ -17,7 +17,7 @@
 #   CAPSA_V2_FILTER        libtest filters and --skip options, space-separated (default below)
 #   CAPSA_V2_KERNEL        the kernel image (default: the newest /boot/vmlinuz-*); its modules are
 #                          taken from /lib/modules/<version in the file name>
-#   CAPSA_V2_TIMEOUT       seconds the whole VM run may take (default: 600)
+#   CAPSA_V2_TIMEOUT       seconds the whole VM run may take (default: 900; the full lane takes about 540 s on a 2-core machine)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +34,7 @@ FILTER=${CAPSA_V2_FILTER:-cgroup lifecycle:: exec:: seccomp:: conformance:: hook
 CONTROLLERS="cpuset cpu io memory hugetlb pids"
 # Kernel modules the initramfs loads (with their dependencies) to mount the host's / as its root.
 MODULES=(virtio_pci 9pnet_virtio 9p overlay)
-TIMEOUT=${CAPSA_V2_TIMEOUT:-600}
+TIMEOUT=${CAPSA_V2_TIMEOUT:-900}
 
 say() { echo "v2-lane.sh: $*"; }
 fail() {
