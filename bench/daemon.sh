@@ -47,7 +47,10 @@ cleanup() {
 	stop_pidfile "$W/dockerd.pid"
 	stop_pidfile "$W/podman.pid"
 	grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-	for d in /sys/fs/cgroup$CG /sys/fs/cgroup/*$CG; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+	# The containers' parent cgroups (capsad's and dockerd's; each container removed its own).
+	for d in /sys/fs/cgroup$CG /sys/fs/cgroup/*$CG /sys/fs/cgroup$CG-docker /sys/fs/cgroup/*$CG-docker; do
+		[ -d "$d" ] && rmdir "$d" 2>/dev/null
+	done
 	rm -rf "$W"
 	true
 }
@@ -77,8 +80,10 @@ wait_socket() {
 "$BIN/capsad" --data-root "$W/capsa" --exec-root "$W/capsa-exec" -H "unix://$W/capsa.sock" \
 	--pidfile "$W/capsad.pid" --cgroup-parent "$CG" >"$W/capsad.log" 2>&1 &
 wait_socket "$W/capsa.sock" capsad "$W/capsad.log"
-# dockerd, with its own containerd.
-"$DOCKERD" --data-root "$W/docker" --exec-root "$W/docker-exec" -H "unix://$W/docker.sock" \
+# dockerd, with its own containerd, and its trust key and (empty) config in the bench's dir: by
+# default it writes /etc/docker/key.json and reads /etc/docker/daemon.json.
+printf '{"deprecated-key-path": "%s/key.json"}\n' "$W" > "$W/daemon.json"
+"$DOCKERD" --config-file "$W/daemon.json" --data-root "$W/docker" --exec-root "$W/docker-exec" -H "unix://$W/docker.sock" \
 	--pidfile "$W/dockerd.pid" --iptables=false --ip6tables=false --bridge=none \
 	--default-ulimit nofile=1024:1024 --cgroup-parent "$CG-docker" \
 	--containerd-namespace capsa-bench --containerd-plugins-namespace capsa-bench-plugins \
