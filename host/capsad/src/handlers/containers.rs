@@ -696,8 +696,18 @@ pub async fn archive_put(ctx: Ctx, id: &str, req: Request<Incoming>) -> Reply {
     let mut input = body_reader(req.into_body());
     let d = ctx.daemon.clone();
     blocking(move || {
-        Ok(d.engine
-            .archive_put(&c, &path, &mut input, keep_owners, no_overwrite)?)
+        let result = d
+            .engine
+            .archive_put(&c, &path, &mut input, keep_owners, no_overwrite);
+        // The tar reader stops at the end-of-archive blocks; the client may still be sending
+        // the record's padding. Read it, so the reply never races the client's last writes
+        // (the docker CLI reported "broken pipe" under load). At most 1 MiB: after a failure
+        // the rest of a large upload is not worth waiting for.
+        let _ = std::io::copy(
+            &mut std::io::Read::take(&mut input, 1 << 20),
+            &mut std::io::sink(),
+        );
+        Ok(result?)
     })
     .await?;
     status(200)
