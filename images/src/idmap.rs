@@ -7,14 +7,12 @@
 //! overlayfs keeps private clones of its layers' mounts, so the id-mapped mounts are detached
 //! as soon as the overlay is mounted: nothing is left attached but the overlay itself.
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::rootfs::{MountMethod, MountPlan, mount};
+use crate::rootfs::{MountMethod, MountPlan, mount, mount_error};
 
 // linux/mount.h
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -31,20 +29,6 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-fn step_error(target: &Path, step: String) -> impl FnOnce(io::Error) -> Error + use<> {
-    let target = target.to_owned();
-    move |source| Error::Mount {
-        target,
-        step,
-        source,
-    }
-}
-
-fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
 /// Attaches `source` at `point` (an existing mount point) as a mount whose owners are mapped
 /// through the user namespace `userns`; `recursive` takes the mounts below `source` along
 /// (`rbind`), each id-mapped. Also the runtime's id-mapped bind mounts (OCI `uidMappings`).
@@ -55,8 +39,8 @@ pub fn attach_idmapped(
     recursive: bool,
 ) -> Result<()> {
     let tree_flags = if recursive { AT_RECURSIVE } else { 0 };
-    let err = |step: &str| step_error(point, format!("{step} {}", source.display()));
-    let source_c = cstring(source).map_err(err("path"))?;
+    let err = |step: &str| mount_error(point, format!("{step} {}", source.display()));
+    let source_c = crate::sys::cstr(source.as_os_str()).map_err(err("path"))?;
     // SAFETY: the path is NUL-terminated; open_tree returns a new fd or -1.
     let fd = unsafe {
         libc::syscall(
@@ -113,7 +97,7 @@ pub fn unsupported(e: &Error) -> bool {
 }
 
 fn detach(point: &Path) {
-    if let Ok(c) = cstring(point) {
+    if let Ok(c) = crate::sys::cstr(point.as_os_str()) {
         // SAFETY: a NUL-terminated path; failure leaves nothing to undo.
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
@@ -131,13 +115,13 @@ pub fn mount_idmapped(
     staging: &Path,
 ) -> Result<MountMethod> {
     std::fs::create_dir_all(staging)
-        .map_err(step_error(staging, "create the staging dir".into()))?;
+        .map_err(mount_error(staging, "create the staging dir".into()))?;
     let mut attached: Vec<PathBuf> = Vec::new();
     let result = (|| {
         let mut lower_short = Vec::new();
         for (i, layer) in plan.lower.iter().enumerate() {
             let point = staging.join(i.to_string());
-            std::fs::create_dir(&point).map_err(step_error(&point, "mkdir".into()))?;
+            std::fs::create_dir(&point).map_err(mount_error(&point, "mkdir".into()))?;
             attached.push(point.clone());
             attach_idmapped(layer, userns, &point, false)?;
             lower_short.push(PathBuf::from(i.to_string()));

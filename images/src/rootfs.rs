@@ -152,7 +152,7 @@ fn cstring(s: &[u8]) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "contains NUL"))
 }
 
-fn mount_error(target: &Path, step: String) -> impl FnOnce(io::Error) -> Error + use<> {
+pub(crate) fn mount_error(target: &Path, step: String) -> impl FnOnce(io::Error) -> Error + use<> {
     let target = target.to_owned();
     move |source| Error::Mount {
         target,

@@ -156,10 +156,9 @@ fn the_default_seccomp_profile_has_dockerds_effect_syscall_by_syscall() -> Resul
     let tar_arg = tar.to_str().context("path")?;
     ctx.capsa(&["import", tar_arg, "sysprobe:1"])?.ok()?;
     let probe = |extra: &[&str]| -> Result<Report> {
-        let mut args = vec!["--rm", "--network", "none"];
-        args.extend(extra);
+        let mut args = extra.to_vec();
         args.extend(["sysprobe:1", "/sysprobe"]);
-        Report::parse(&ctx.run(&args)?.ok()?.stdout)
+        Report::parse(&ctx.run_rm(&args)?.ok()?.stdout)
     };
     let default = probe(&[])?;
     // What Docker's default refuses, whatever the peer says.
@@ -268,10 +267,9 @@ fn privileged_lifts_everything_and_unconfined_only_the_filter() -> Result<()> {
     let ctx = EngineContext::new("privileged")?;
     ctx.import_busybox("bb:1")?;
     let status = |extra: &[&str]| -> Result<String> {
-        let mut args = vec!["--rm", "--network", "none"];
-        args.extend(extra);
+        let mut args = extra.to_vec();
         args.extend(["bb:1", "cat", "/proc/self/status"]);
-        Ok(ctx.run(&args)?.ok()?.stdout)
+        Ok(ctx.run_rm(&args)?.ok()?.stdout)
     };
     let default = status(&[])?;
     ensure!(
@@ -313,22 +311,21 @@ fn privileged_lifts_everything_and_unconfined_only_the_filter() -> Result<()> {
     host_devices.sort();
     let script = "grep -E ' /sys | /sys/fs/cgroup ' /proc/self/mounts; \
                   echo timer_list=$(wc -c < /proc/timer_list); \
-                  grep -c ' /proc/sys ' /proc/self/mounts; ls /dev";
+                  echo proc_sys_mounts=$(grep -c ' /proc/sys ' /proc/self/mounts); ls /dev";
     let out = ctx
-        .run(&[
-            "--rm",
-            "--network",
-            "none",
-            "--privileged",
-            "bb:1",
-            "sh",
-            "-c",
-            script,
-        ])?
+        .run_rm(&["--privileged", "bb:1", "sh", "-c", script])?
         .ok()?;
-    for line in out.stdout.lines().filter(|l| l.contains(" /sys")) {
-        ensure!(line.contains(" rw,"), "writable: {line}");
-    }
+    let sys: Vec<&str> = out.stdout.lines().filter(|l| l.contains(" /sys")).collect();
+    ensure!(
+        sys.len() >= 2 && sys.iter().all(|l| l.contains(" rw,")),
+        "/sys and /sys/fs/cgroup are mounted writable: {}",
+        out.stdout
+    );
+    ensure!(
+        out.stdout.contains("proc_sys_mounts=0\n"),
+        "/proc/sys is not made read-only: {}",
+        out.stdout
+    );
     ensure!(
         !out.stdout.contains("timer_list=0\n"),
         "unmasked: {}",
@@ -342,10 +339,7 @@ fn privileged_lifts_everything_and_unconfined_only_the_filter() -> Result<()> {
         );
     }
     let plain = ctx
-        .run(&[
-            "--rm",
-            "--network",
-            "none",
+        .run_rm(&[
             "bb:1",
             "sh",
             "-c",
@@ -358,19 +352,9 @@ fn privileged_lifts_everything_and_unconfined_only_the_filter() -> Result<()> {
     );
     // The mount family comes back with CAP_SYS_ADMIN, as Docker's profile has it.
     let mount = "mkdir -p /mnt && mount -t tmpfs none /mnt && echo mounted";
-    let admin = ctx.run(&[
-        "--rm",
-        "--network",
-        "none",
-        "--cap-add",
-        "SYS_ADMIN",
-        "bb:1",
-        "sh",
-        "-c",
-        mount,
-    ])?;
+    let admin = ctx.run_rm(&["--cap-add", "SYS_ADMIN", "bb:1", "sh", "-c", mount])?;
     ensure!(admin.stdout.contains("mounted"), "{admin}");
-    let refused = ctx.run(&["--rm", "--network", "none", "bb:1", "sh", "-c", mount])?;
+    let refused = ctx.run_rm(&["bb:1", "sh", "-c", mount])?;
     ensure!(!refused.stdout.contains("mounted"), "{refused}");
     // A process exec'd into the container is filtered too.
     ctx.run(&[
@@ -393,7 +377,7 @@ fn privileged_lifts_everything_and_unconfined_only_the_filter() -> Result<()> {
             "/proc/self/status",
         ])?
         .ok()?;
-    ensure!(exec.stdout.contains('2'), "{exec}");
+    ensure!(exec.stdout.trim() == "Seccomp:\t2", "{exec}");
     let inspect = ctx.capsa(&["inspect", "capsa-test-filtered"])?.ok()?;
     let value: serde_json::Value = serde_json::from_str(&inspect.stdout)?;
     ensure!(value[0]["HostConfig"]["Privileged"] == false, "{inspect}");
@@ -406,10 +390,7 @@ fn devices_and_device_cgroup_rules_reach_the_container() -> Result<()> {
     let ctx = EngineContext::new("devices")?;
     ctx.import_busybox("bb:1")?;
     let out = ctx
-        .run(&[
-            "--rm",
-            "--network",
-            "none",
+        .run_rm(&[
             "--device",
             "/dev/null:/dev/capsa-null",
             "bb:1",
@@ -425,10 +406,7 @@ fn devices_and_device_cgroup_rules_reach_the_container() -> Result<()> {
     // Permissions are the device cgroup's: r only, so no writes.
     if Path::new("/dev/loop-control").exists() {
         let out = ctx
-            .run(&[
-                "--rm",
-                "--network",
-                "none",
+            .run_rm(&[
                 "--device",
                 "/dev/loop-control:/dev/capsa-lc:r",
                 "bb:1",
@@ -447,22 +425,12 @@ fn devices_and_device_cgroup_rules_reach_the_container() -> Result<()> {
     }
     // Any node may be created (as under Docker); opening one needs a rule.
     let mknod = "mknod /tmp/capsa-loop b 7 0 && echo made; head -c1 /tmp/capsa-loop; echo head=$?";
-    let without = ctx.run(&["--rm", "--network", "none", "bb:1", "sh", "-c", mknod])?;
+    let without = ctx.run_rm(&["bb:1", "sh", "-c", mknod])?;
     ensure!(
         without.stdout.contains("made") && without.stderr.contains("Operation not permitted"),
         "{without}"
     );
-    let with = ctx.run(&[
-        "--rm",
-        "--network",
-        "none",
-        "--device-cgroup-rule",
-        "b 7:* r",
-        "bb:1",
-        "sh",
-        "-c",
-        mknod,
-    ])?;
+    let with = ctx.run_rm(&["--device-cgroup-rule", "b 7:* r", "bb:1", "sh", "-c", mknod])?;
     ensure!(
         with.stdout.contains("made") && !with.stderr.contains("Operation not permitted"),
         "{with}"
@@ -508,10 +476,6 @@ fn devices_and_device_cgroup_rules_reach_the_container() -> Result<()> {
             "{flag} {value}: {out}"
         );
     }
-    let left = ctx.capsa(&["ps", "-aq"])?.ok()?;
-    ensure!(
-        left.stdout.trim().is_empty(),
-        "no container was left: {left}"
-    );
+    ctx.ensure_no_containers()?;
     Ok(())
 }

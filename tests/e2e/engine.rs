@@ -1261,10 +1261,7 @@ fn pid_and_ipc_join_another_container_and_ipc_none_has_no_shm() -> Result<()> {
     let target_pid = ns("capsa-test-target", "pid")?;
     let target_ipc = ns("capsa-test-target", "ipc")?;
     let out = ctx
-        .run(&[
-            "--rm",
-            "--network",
-            "none",
+        .run_rm(&[
             "--pid",
             "container:capsa-test-target",
             "--ipc",
@@ -1308,10 +1305,7 @@ fn pid_and_ipc_join_another_container_and_ipc_none_has_no_shm() -> Result<()> {
         mode.stdout.trim() == format!("container:{}", inspect_target.stdout.trim()),
         "{mode}"
     );
-    let none = ctx.run(&[
-        "--rm",
-        "--network",
-        "none",
+    let none = ctx.run_rm(&[
         "--ipc",
         "none",
         "bb:1",

@@ -40,10 +40,7 @@ fn userns_remap_makes_container_root_an_unprivileged_range() -> Result<()> {
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777))?;
     let bind = format!("{}:/data", data.display());
     let out = ctx
-        .run(&[
-            "--rm",
-            "--network",
-            "none",
+        .run_rm(&[
             "-v",
             &bind,
             "bb:1",
@@ -86,16 +83,7 @@ fn userns_remap_makes_container_root_an_unprivileged_range() -> Result<()> {
     );
     // A second container shares the image's layer: the same inode, no copy per mapping.
     let again = ctx
-        .run(&[
-            "--rm",
-            "--network",
-            "none",
-            "bb:1",
-            "stat",
-            "-c",
-            "%u:%g %i",
-            "/bin/busybox",
-        ])?
+        .run_rm(&["bb:1", "stat", "-c", "%u:%g %i", "/bin/busybox"])?
         .ok()?;
     ensure!(
         again.stdout.trim() == *owner_and_inode,
@@ -103,16 +91,7 @@ fn userns_remap_makes_container_root_an_unprivileged_range() -> Result<()> {
     );
     // --userns host opts out: the host's root.
     let host = ctx
-        .run(&[
-            "--rm",
-            "--network",
-            "none",
-            "--userns",
-            "host",
-            "bb:1",
-            "cat",
-            "/proc/self/uid_map",
-        ])?
+        .run_rm(&["--userns", "host", "bb:1", "cat", "/proc/self/uid_map"])?
         .ok()?;
     let host_map: Vec<&str> = host.stdout.split_whitespace().collect();
     ensure!(host_map == ["0", "0", "4294967295"], "{host}");
@@ -201,10 +180,7 @@ fn userns_remap_makes_container_root_an_unprivileged_range() -> Result<()> {
     ctx.capsa(&["commit", "capsa-test-remapped", "capsa-test-committed:1"])?
         .ok()?;
     let committed = ctx
-        .run(&[
-            "--rm",
-            "--network",
-            "none",
+        .run_rm(&[
             "--userns",
             "host",
             "capsa-test-committed:1",
@@ -234,7 +210,7 @@ fn userns_remap_refuses_what_cannot_hold() -> Result<()> {
     ctx.env.retain(|(k, _)| k != "CAPSA_USERNS_REMAP");
     ctx.env
         .push(("CAPSA_USERNS_REMAP".into(), "capsa-test-nobody".into()));
-    let out = ctx.run(&["--rm", "--network", "none", "bb:1", "true"])?;
+    let out = ctx.run_rm(&["bb:1", "true"])?;
     ensure!(
         out.code() == 125
             && out.stderr.contains("capsa-test-nobody")

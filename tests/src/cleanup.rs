@@ -276,6 +276,11 @@ pub fn engine_leftovers(dir: &Path, root: &Path, cgroup_parent: &str) {
     if let Err(e) = remove_cgroup(cgroup_parent) {
         eprintln!("capsa-tests: cgroup {cgroup_parent}: {e:#}");
     }
+    unmount_below(dir);
+}
+
+/// Detaches every mount below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) {
     let mut mounts = mounts_below(dir);
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in mounts {

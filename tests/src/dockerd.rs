@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cleanup::{TempDir, mounts_below, remove_cgroup, unique_name};
+use crate::cleanup::{TempDir, remove_cgroup, unique_name, unmount_below};
 use crate::daemon::{docker_bin, run_captured};
 use crate::runtime::CmdOutput;
 
@@ -130,11 +130,7 @@ impl Drop for Dockerd {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let mut mounts = mounts_below(self.dir.path());
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        unmount_below(self.dir.path());
         if let Err(e) = remove_cgroup(&self.cgroup_parent) {
             eprintln!("capsa-tests: cgroup {}: {e:#}", self.cgroup_parent);
         }

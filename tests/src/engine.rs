@@ -117,6 +117,23 @@ impl EngineContext {
         self.capsa(&all)
     }
 
+    /// `capsa run --rm --network none ARGS...`: a throwaway container without a network, what
+    /// most tests run.
+    pub fn run_rm(&self, args: &[&str]) -> Result<CmdOutput> {
+        let mut all = vec!["--rm", "--network", "none"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// Fails unless the test's store holds no container (after refused commands).
+    pub fn ensure_no_containers(&self) -> Result<()> {
+        let left = self.capsa(&["ps", "-aq"])?.ok()?;
+        if !left.stdout.trim().is_empty() {
+            bail!("containers were left: {left}");
+        }
+        Ok(())
+    }
+
     /// `capsa create` with the test's cgroup parent (as [`EngineContext::run`]).
     pub fn create(&self, args: &[&str]) -> Result<CmdOutput> {
         let mut all = vec!["create", "--cgroup-parent", &self.cgroup_parent];

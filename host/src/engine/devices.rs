@@ -144,11 +144,16 @@ pub(crate) struct Devices {
     pub rules: Vec<Value>,
 }
 
-fn push_node(devices: &mut Devices, n: &Node, permissions: &str) {
-    devices.nodes.push(json!({
+/// A node as a `linux.devices` entry.
+fn node_json(n: &Node) -> Value {
+    json!({
         "path": n.path_in_container, "type": n.kind, "major": n.major, "minor": n.minor,
         "fileMode": n.mode, "uid": n.uid, "gid": n.gid,
-    }));
+    })
+}
+
+fn push_node(devices: &mut Devices, n: &Node, permissions: &str) {
+    devices.nodes.push(node_json(n));
     devices.rules.push(json!({
         "allow": true, "type": n.kind, "major": n.major, "minor": n.minor, "access": permissions,
     }));
@@ -198,15 +203,7 @@ pub(crate) fn all_host_devices() -> Result<Devices> {
     nodes_under(Path::new("/dev"), "/dev", &mut found)
         .map_err(|e| invalid("--privileged", format!("listing the host's devices: {e}")))?;
     Ok(Devices {
-        nodes: found
-            .iter()
-            .map(|n| {
-                json!({
-                    "path": n.path_in_container, "type": n.kind, "major": n.major,
-                    "minor": n.minor, "fileMode": n.mode, "uid": n.uid, "gid": n.gid,
-                })
-            })
-            .collect(),
+        nodes: found.iter().map(node_json).collect(),
         rules: vec![json!({ "allow": true, "access": "rwm" })],
     })
 }

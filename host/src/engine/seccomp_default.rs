@@ -498,7 +498,14 @@ fn known<'a>(names: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
-pub(crate) fn profile() -> Value {
+/// Built once per process (every name goes through libseccomp): a daemon's creates and a
+/// monitor's restarts only convert it for their capabilities.
+pub(crate) fn profile() -> &'static Value {
+    static PROFILE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    PROFILE.get_or_init(build)
+}
+
+fn build() -> Value {
     let allow = |names: &[&str]| json!({ "names": known(names), "action": "SCMP_ACT_ALLOW" });
     let mut rules = vec![allow(ALLOWED)];
     let mut newer = allow(ALLOWED_FROM_4_8);

@@ -313,13 +313,18 @@ pub struct RunOptions {
 /// both front doors show them.
 pub fn create_warnings(options: &RunOptions) -> Vec<String> {
     let mut warnings = Vec::new();
-    let pure_v2 = crate::cgroups::Layout::detect().is_ok_and(|l| l.is_pure_v2());
-    if options.resources.oom_kill_disable && pure_v2 {
+    if options.resources.oom_kill_disable && host_is_pure_v2() {
         warnings.push(
             "Your kernel does not support OomKillDisable. OomKillDisable discarded.".to_owned(),
         );
     }
     warnings
+}
+
+/// Whether this host's cgroups are v2 only (asked only when an option depends on it: it reads
+/// the mount table).
+fn host_is_pure_v2() -> bool {
+    crate::cgroups::Layout::detect().is_ok_and(|l| l.is_pure_v2())
 }
 
 /// Parses Docker's byte sizes: `1024`, `64k`, `512m`, `1g` (binary multiples).
@@ -922,7 +927,7 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
         _ if options.privileged => None,
         SeccompChoice::Unconfined => None,
         SeccompChoice::Default => Some(super::seccomp_profile::convert(
-            &super::seccomp_default::profile(),
+            super::seccomp_default::profile(),
             &capabilities,
         )?),
         SeccompChoice::Profile(source) => {
@@ -1191,7 +1196,7 @@ pub(crate) fn resources_json(r: &Resources) -> Value {
     if let Some(s) = r.memory_reservation {
         memory.insert("reservation".into(), json!(s));
     }
-    if r.oom_kill_disable && !crate::cgroups::Layout::detect().is_ok_and(|l| l.is_pure_v2()) {
+    if r.oom_kill_disable && !host_is_pure_v2() {
         memory.insert("disableOOMKiller".into(), json!(true));
     }
     if !memory.is_empty() {

@@ -363,19 +363,11 @@ pub fn namespace_fd(map: &IdMap) -> Result<OwnedFd> {
         if line.trim() != "ready" {
             return Err(invalid(what, "the holder did not unshare a user namespace"));
         }
-        let proc = PathBuf::from(format!("/proc/{}", child.id()));
-        let write = |file: &str, text: String| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(proc.join(file))
-                .and_then(|mut f| f.write_all(text.as_bytes()))
-                .map_err(|e| invalid(what, format!("{file}: {e}")))
-        };
-        write("uid_map", format!("0 {} {}\n", map.uid, map.uid_size))?;
-        write("gid_map", format!("0 {} {}\n", map.gid, map.gid_size))?;
-        std::fs::File::open(proc.join("ns/user"))
-            .map(OwnedFd::from)
-            .map_err(|e| invalid(what, format!("ns/user: {e}")))
+        Ok(crate::sys::userns::map_and_open(
+            child.id() as i32,
+            &format!("0 {} {}\n", map.uid, map.uid_size),
+            &format!("0 {} {}\n", map.gid, map.gid_size),
+        )?)
     })();
     // Closing stdin ends the holder; reap it whatever happened.
     drop(child.stdin.take());

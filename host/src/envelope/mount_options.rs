@@ -127,6 +127,16 @@ pub fn propagation_flag(keyword: &str) -> Option<MsFlags> {
     })
 }
 
+/// Whether a mount's options ask for an id-mapped mount (`idmap`, `ridmap`), read without
+/// parsing the rest (validation and the runtime's preparation both ask).
+pub fn asks_idmap(mount: &oci_spec::runtime::Mount) -> bool {
+    mount
+        .options()
+        .iter()
+        .flatten()
+        .any(|o| o == "idmap" || o == "ridmap")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

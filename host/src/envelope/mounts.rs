@@ -96,11 +96,11 @@ pub fn idmap_namespaces(
     });
     let mut out = Vec::new();
     for (index, entry) in spec.mounts().iter().flatten().enumerate() {
-        let options = MountOptions::parse(entry.options().as_deref().unwrap_or_default())?;
+        let idmap_option = super::mount_options::asks_idmap(entry);
         let (uids, gids): (&[LinuxIdMapping], &[LinuxIdMapping]) =
             match (entry.uid_mappings(), entry.gid_mappings()) {
                 (Some(u), Some(g)) => (u, g),
-                _ if options.idmap.is_none() => continue,
+                _ if !idmap_option => continue,
                 _ => container_maps.ok_or_else(|| {
                     invalid(format!(
                         "id-mapped mount on {}: no uidMappings/gidMappings and the container has \

@@ -229,7 +229,7 @@ fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
 fn validate_idmapped(m: &oci_spec::runtime::Mount) -> Result<()> {
     let dest = m.destination().display();
     let options = m.options().as_deref().unwrap_or_default();
-    let idmap_option = options.iter().any(|o| o == "idmap" || o == "ridmap");
+    let idmap_option = crate::envelope::mount_options::asks_idmap(m);
     match (m.uid_mappings(), m.gid_mappings()) {
         (Some(_), None) | (None, Some(_)) => {
             return Err(invalid(format!(

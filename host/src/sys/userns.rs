@@ -18,6 +18,24 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
         .collect()
 }
 
+/// Writes the uid_map and gid_map of `pid` (a process that has just unshared a user
+/// namespace) and opens its namespace. Shared with the daemon's holder process.
+pub fn map_and_open(pid: i32, uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
+    let proc = format!("/proc/{pid}");
+    for (file, text) in [("uid_map", uid_map), ("gid_map", gid_map)] {
+        let path = format!("{proc}/{file}");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .with(|| format!("write {path}"))?;
+    }
+    let ns = format!("{proc}/ns/user");
+    std::fs::File::open(&ns)
+        .map(OwnedFd::from)
+        .with(|| format!("open {ns}"))
+}
+
 /// A new user namespace whose uid_map and gid_map are `uids` and `gids` (container id → host
 /// id, as OCI writes them).
 pub fn with_mappings(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd> {
@@ -47,19 +65,7 @@ pub fn with_mappings(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result
                         "unshare(CLONE_NEWUSER) for an id-mapped mount failed",
                     ));
                 }
-                let proc = format!("/proc/{child}");
-                for (file, maps) in [("uid_map", uids), ("gid_map", gids)] {
-                    let path = format!("{proc}/{file}");
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .and_then(|mut f| f.write_all(map_text(maps).as_bytes()))
-                        .with(|| format!("write {path}"))?;
-                }
-                let ns = format!("{proc}/ns/user");
-                std::fs::File::open(&ns)
-                    .map(OwnedFd::from)
-                    .with(|| format!("open {ns}"))
+                map_and_open(child.as_raw(), &map_text(uids), &map_text(gids))
             })();
             drop(done_w);
             let _ = waitpid(child, None);
