@@ -65,7 +65,9 @@ kver=${kver#vmlinuz-}
 [[ -d /lib/modules/$kver ]] || fail "no /lib/modules/$kver for kernel $kernel"
 
 # The binaries under test: the e2e executable as cargo names it, capsa-runtime beside its profile.
-exe=$(cargo test -p capsa-tests --test e2e --no-run --message-format=json |
+# (`--workspace`, as nextest builds it in scripts/test.sh: with `-p capsa-tests` alone cargo would
+# unify other features and build the whole test tree again.)
+exe=$(cargo test --workspace --test e2e --no-run --message-format=json |
     jq -r 'select(.reason == "compiler-artifact" and .target.name == "e2e" and .profile.test)
            | .executable')
 [[ -x $exe ]] || fail "cannot find the e2e test executable (cargo said: '$exe')"
