@@ -18,6 +18,7 @@ mod lifecycle;
 mod mounts;
 mod namespaces;
 mod process;
+mod registries;
 mod seccomp;
 mod userns;
 mod wasm;

@@ -18,3 +18,4 @@ pub mod probe;
 pub mod registry;
 pub mod rootfs;
 pub mod runtime;
+pub mod token_server;

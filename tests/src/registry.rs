@@ -231,14 +231,32 @@ impl Registry {
         Registry::start_inner(Some((user, password)))
     }
 
+    /// Starts a registry that wants a bearer token from `token_server` (distribution's
+    /// `auth: token`: the realm, service and issuer, the certificate as the root bundle).
+    pub fn start_with_token_auth(
+        token_server: &crate::token_server::TokenServer,
+    ) -> Result<Registry> {
+        Registry::start_configured(&format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            token_server.realm(),
+            token_server.service(),
+            token_server.issuer(),
+            token_server.certificate().display()
+        ))
+    }
+
+    /// The registry's storage directory (a test may damage what it serves).
+    pub fn storage(&self) -> PathBuf {
+        self.dir.join("storage")
+    }
+
+    fn start_configured(auth: &str) -> Result<Registry> {
+        let auth = auth.to_owned();
+        Registry::start_with(move |_| Ok(auth.clone()))
+    }
+
     fn start_inner(login: Option<(&str, &str)>) -> Result<Registry> {
-        ensure!(
-            Path::new(DOCKER_REGISTRY).exists(),
-            "{DOCKER_REGISTRY} not found: install Debian's docker-registry (scripts/install-deps.sh)"
-        );
-        let mut dir = TempDir::new("registry")?;
-        fs::create_dir(dir.join("storage"))?;
-        let htpasswd = |dir: &TempDir| -> Result<String> {
+        Registry::start_with(|dir: &TempDir| -> Result<String> {
             let Some((user, password)) = login else {
                 return Ok(String::new());
             };
@@ -253,7 +271,17 @@ impl Registry {
                 "auth:\n  htpasswd:\n    realm: capsa-test\n    path: {}\n",
                 file.display()
             ))
-        };
+        })
+    }
+
+    /// Starts the registry with the `auth:` section `auth` makes in its directory.
+    fn start_with(auth: impl Fn(&TempDir) -> Result<String>) -> Result<Registry> {
+        ensure!(
+            Path::new(DOCKER_REGISTRY).exists(),
+            "{DOCKER_REGISTRY} not found: install Debian's docker-registry (scripts/install-deps.sh)"
+        );
+        let mut dir = TempDir::new("registry")?;
+        fs::create_dir(dir.join("storage"))?;
         // Another process may take the port between free_port() and the registry's bind: then the
         // registry exits at once, and we try again with another port.
         let mut last_error = None;
@@ -267,7 +295,7 @@ impl Registry {
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
                      http:\n  addr: 127.0.0.1:{port}\n{}",
                     dir.join("storage").display(),
-                    htpasswd(&dir)?
+                    auth(&dir)?
                 ),
             )?;
             let log = fs::File::create(dir.join("registry.log"))?;

@@ -10,6 +10,9 @@ use std::sync::atomic::AtomicUsize;
 
 use anyhow::{Context, Result, bail};
 use capsa_host::engine::Engine;
+use capsa_host::engine::config::RegistrySettings;
+use capsa_host::engine::spec::{Ulimit, check_ulimit};
+use capsa_images::registry::Mirror;
 
 use crate::Flags;
 
@@ -23,8 +26,6 @@ pub struct Daemon {
     pub event_listeners: AtomicUsize,
     /// The default cgroup parent (`--cgroup-parent`).
     pub cgroup_parent: Option<String>,
-    /// Registries reached over plain HTTP (`--insecure-registry`).
-    pub insecure_registries: Vec<String>,
     pub debug: bool,
     /// Exec terminals, by exec id: for `/exec/{id}/resize`.
     pub exec_terminals: Mutex<HashMap<String, std::sync::Arc<OwnedFd>>>,
@@ -59,32 +60,47 @@ impl Daemon {
             }
             Err((_, e)) => bail!("lock {}: {e}", lock_path.display()),
         };
+        let mirrors = flags
+            .registry_mirrors
+            .iter()
+            .map(|m| Mirror::parse(m).context("--registry-mirror"))
+            .collect::<Result<Vec<_>>>()?;
+        let default_ulimits = flags
+            .default_ulimits
+            .iter()
+            .map(|u| {
+                let parsed = Ulimit::parse(u)?;
+                check_ulimit(&parsed)?;
+                Ok(parsed)
+            })
+            .map(|r: capsa_host::engine::Result<Ulimit>| r.context("--default-ulimit"))
+            .collect::<Result<Vec<_>>>()?;
         let engine = Engine::open(&flags.data_root, &flags.exec_root)
             .with_context(|| format!("open the store at {}", flags.data_root.display()))?
-            .with_userns_remap(flags.userns_remap.as_deref())?;
+            .with_userns_remap(flags.userns_remap.as_deref())?
+            .with_registry(RegistrySettings {
+                mirrors,
+                insecure: flags.insecure_registries.clone(),
+            })
+            .with_default_ulimits(default_ulimits);
         let _ = lock.as_fd();
         Ok(Daemon {
             engine,
             pending_attach: Mutex::new(HashMap::new()),
             event_listeners: AtomicUsize::new(0),
             cgroup_parent: flags.cgroup_parent.clone(),
-            insecure_registries: flags.insecure_registries.clone(),
             debug: flags.log_level == "debug",
             exec_terminals: Mutex::new(HashMap::new()),
             _lock: lock,
         })
     }
 
-    /// Registry settings for a pull or push (`--insecure-registry`, the request's auth).
+    /// Registry settings for a pull or push (the engine's, with the request's auth).
     pub fn registry_options(
         &self,
         auth: Option<capsa_images::registry::Auth>,
     ) -> capsa_images::registry::RegistryOptions {
-        capsa_images::registry::RegistryOptions {
-            insecure: self.insecure_registries.clone(),
-            auth,
-            ..Default::default()
-        }
+        self.engine.registry_options(None, auth)
     }
 
     /// Takes the attach connections waiting for container `id`.

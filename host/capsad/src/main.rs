@@ -17,7 +17,9 @@ mod server;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use capsa_host::engine::config::{ConfigFile, DEFAULT_CONFIG_FILE};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 /// Flags as dockerd's, where dockerd has them.
 #[derive(Parser, Debug)]
@@ -73,11 +75,133 @@ pub struct Flags {
     /// (dockerd's --userns-remap; ranges from /etc/subuid and /etc/subgid).
     #[arg(long = "userns-remap")]
     userns_remap: Option<String>,
+    /// A mirror of Docker Hub, http(s)://host[:port], tried before it (repeatable, in order).
+    #[arg(long = "registry-mirror")]
+    registry_mirrors: Vec<String>,
+    /// A ulimit every container gets unless it sets its own: NAME=SOFT[:HARD] (repeatable).
+    #[arg(long = "default-ulimit")]
+    default_ulimits: Vec<String>,
+    /// Keep containers running while the daemon is down: always so with capsa (accepted for
+    /// dockerd's command lines).
+    #[arg(long = "live-restore")]
+    live_restore: bool,
+    /// The configuration file, in dockerd's daemon.json shape (its keys where capsa has the
+    /// setting). A flag and the same key both set is an error.
+    #[arg(long = "config-file", default_value = DEFAULT_CONFIG_FILE)]
+    config_file: PathBuf,
+}
+
+impl Flags {
+    /// Whether `id` (a field's name) was given on the command line.
+    fn given(matches: &ArgMatches, id: &str) -> bool {
+        matches.value_source(id) == Some(ValueSource::CommandLine)
+    }
+
+    /// Reads the configuration file and takes its settings, refusing one also given as a flag.
+    /// Returns the file's warnings.
+    fn apply_config_file(&mut self, matches: &ArgMatches) -> Result<Vec<String>> {
+        let named = Flags::given(matches, "config_file");
+        let Some((file, warnings)) = ConfigFile::load(&self.config_file, named)? else {
+            return Ok(Vec::new());
+        };
+        let shown = |id: &str| -> Option<String> {
+            Flags::given(matches, id).then(|| {
+                matches
+                    .get_raw(id)
+                    .map(|v| {
+                        v.map(|x| x.to_string_lossy().into_owned())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_else(|| "true".to_owned())
+            })
+        };
+        let pairs = [
+            ("hosts", "hosts"),
+            ("data-root", "data_root"),
+            ("exec-root", "exec_root"),
+            ("pidfile", "pidfile"),
+            ("group", "group"),
+            ("tls", "tls"),
+            ("tlsverify", "tlsverify"),
+            ("tlscacert", "tlscacert"),
+            ("tlscert", "tlscert"),
+            ("tlskey", "tlskey"),
+            ("log-level", "log_level"),
+            ("debug", "debug"),
+            ("cgroup-parent", "cgroup_parent"),
+            ("insecure-registries", "insecure_registries"),
+            ("userns-remap", "userns_remap"),
+            ("registry-mirrors", "registry_mirrors"),
+            ("default-ulimits", "default_ulimits"),
+            ("live-restore", "live_restore"),
+        ];
+        let given: Vec<(&str, String)> = pairs
+            .iter()
+            .filter_map(|(key, id)| shown(id).map(|v| (*key, v)))
+            .collect();
+        file.refuse_conflicts(&given)?;
+        let f = file.clone();
+        if let Some(v) = f.hosts {
+            self.hosts = v;
+        }
+        if let Some(v) = f.data_root {
+            self.data_root = v;
+        }
+        if let Some(v) = f.exec_root {
+            self.exec_root = v;
+        }
+        if f.pidfile.is_some() {
+            self.pidfile = f.pidfile;
+        }
+        if f.group.is_some() {
+            self.group = f.group;
+        }
+        self.tls |= f.tls.unwrap_or(false);
+        self.tlsverify |= f.tlsverify.unwrap_or(false);
+        if f.tlscacert.is_some() {
+            self.tlscacert = f.tlscacert;
+        }
+        if f.tlscert.is_some() {
+            self.tlscert = f.tlscert;
+        }
+        if f.tlskey.is_some() {
+            self.tlskey = f.tlskey;
+        }
+        if let Some(v) = f.log_level {
+            self.log_level = v;
+        }
+        self.debug |= f.debug.unwrap_or(false);
+        if f.cgroup_parent.is_some() {
+            self.cgroup_parent = f.cgroup_parent;
+        }
+        if let Some(v) = f.insecure_registries {
+            self.insecure_registries = v;
+        }
+        if f.userns_remap.is_some() {
+            self.userns_remap = f.userns_remap;
+        }
+        if let Some(v) = f.registry_mirrors {
+            self.registry_mirrors = v;
+        }
+        if f.default_ulimits.is_some() {
+            self.default_ulimits = file
+                .default_ulimits()
+                .iter()
+                .map(|u| format!("{}={}:{}", u.name, u.soft, u.hard))
+                .collect();
+        }
+        Ok(warnings)
+    }
 }
 
 fn main() -> std::process::ExitCode {
-    let flags = Flags::parse();
-    match run(flags) {
+    let matches = Flags::command().get_matches();
+    let flags = match Flags::from_arg_matches(&matches) {
+        Ok(f) => f,
+        Err(e) => e.exit(),
+    };
+    match run(flags, &matches) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("capsad: {e:#}");
@@ -86,11 +210,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(mut flags: Flags) -> Result<()> {
+fn run(mut flags: Flags, matches: &ArgMatches) -> Result<()> {
+    let warnings = flags.apply_config_file(matches)?;
     if flags.debug {
         flags.log_level = "debug".into();
     }
     logger::init(&flags.log_level)?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
     if flags.hosts.is_empty() {
         flags.hosts.push("unix:///run/capsa.sock".into());
     }

@@ -76,6 +76,7 @@ impl Engine {
         let dest = ImageRef::parse(destination.unwrap_or(image))?;
         let push_options = PushOptions {
             registry: options.clone(),
+            mount_from: self.mount_sources(image, &dest)?,
             ..PushOptions::default()
         };
         let report = registry::push(&self.store, image, &dest, &push_options, progress)?;
@@ -87,6 +88,24 @@ impl Engine {
             BTreeMap::from([("name".to_owned(), name.clone())]),
         );
         Ok(report)
+    }
+
+    /// The other repositories of `dest`'s registry that the image is named in (it was pulled
+    /// from or pushed there under that name): its blobs are mounted from them instead of uploaded,
+    /// as dockerd does with what it knows of where blobs came from.
+    fn mount_sources(&self, image: &str, dest: &ImageRef) -> Result<Vec<String>> {
+        let info = self.store.inspect(image)?;
+        let mut sources: Vec<String> = Vec::new();
+        for name in &info.names {
+            if let Ok(r) = ImageRef::parse(name)
+                && r.registry() == dest.registry()
+                && r.repository() != dest.repository()
+                && !sources.iter().any(|s| s == r.repository())
+            {
+                sources.push(r.repository().to_owned());
+            }
+        }
+        Ok(sources)
     }
 
     /// `login`: checks credentials against the registry and keeps them in the store.
@@ -107,14 +126,14 @@ impl Engine {
     }
 
     /// Checks credentials against the registry without keeping them (`POST /auth`: the docker
-    /// CLI keeps them itself).
+    /// CLI keeps them itself); the identity token the registry's token server gave, if any.
     pub fn check_login(
         &self,
         server: &str,
         username: &str,
         password: &str,
         options: &RegistryOptions,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         Ok(registry::check_login(server, username, password, options)?)
     }
 

@@ -483,6 +483,7 @@ impl Engine {
             cgroup: cgroup.clone(),
             annotations,
             options,
+            default_ulimits: &self.default_ulimits,
         })?;
         write_atomic(&dir.join("config.json"), &config)?;
         let anonymous_volumes: Vec<String> = mounts

@@ -24,6 +24,7 @@
 pub mod api;
 pub mod archive;
 pub mod attach;
+pub mod config;
 mod container;
 mod devices;
 pub use devices::DeviceMapping;
@@ -85,6 +86,10 @@ pub struct Engine {
     runtime: StateRoot,
     /// `--userns-remap`: the mapping new containers get (unless `--userns host`).
     userns_remap: Option<userns::IdMap>,
+    /// Mirrors and insecure registries, for every pull and push.
+    registry: config::RegistrySettings,
+    /// `default-ulimits`: what a container gets unless it sets its own.
+    default_ulimits: Vec<spec::Ulimit>,
 }
 
 impl Engine {
@@ -103,6 +108,40 @@ impl Engine {
         self.userns_remap
     }
 
+    /// Sets the registry mirrors and insecure registries every pull and push uses.
+    pub fn with_registry(mut self, settings: config::RegistrySettings) -> Engine {
+        self.registry = settings;
+        self
+    }
+
+    /// The registry settings (for `info`).
+    pub fn registry_settings(&self) -> &config::RegistrySettings {
+        &self.registry
+    }
+
+    /// Sets the ulimits every new container gets unless it sets its own (`default-ulimits`).
+    pub fn with_default_ulimits(mut self, ulimits: Vec<spec::Ulimit>) -> Engine {
+        self.default_ulimits = ulimits;
+        self
+    }
+
+    /// The options for one pull, push or login: the engine's registry settings, `insecure`
+    /// (one more plain-HTTP registry: the CLI's `--insecure`) and the request's `auth`.
+    pub fn registry_options(
+        &self,
+        insecure: Option<&str>,
+        auth: Option<capsa_images::registry::Auth>,
+    ) -> capsa_images::registry::RegistryOptions {
+        let mut options = capsa_images::registry::RegistryOptions {
+            insecure: self.registry.insecure.clone(),
+            mirrors: self.registry.mirrors.clone(),
+            auth,
+            ..Default::default()
+        };
+        options.insecure.extend(insecure.map(str::to_owned));
+        options
+    }
+
     pub fn open(root: &Path, state: &Path) -> Result<Engine> {
         let store = Store::open(root)?;
         let root = store.root().to_owned();
@@ -115,6 +154,8 @@ impl Engine {
             state: state.to_owned(),
             runtime,
             userns_remap: None,
+            registry: config::RegistrySettings::default(),
+            default_ulimits: Vec::new(),
         })
     }
 

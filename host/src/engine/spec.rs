@@ -146,6 +146,18 @@ impl Ulimit {
     }
 }
 
+/// Refuses a ulimit whose name is not a resource or whose soft limit is above its hard one.
+pub fn check_ulimit(u: &Ulimit) -> Result<()> {
+    if u.soft > u.hard {
+        return Err(invalid(
+            format!("--ulimit {}", u.name),
+            format!("soft limit {} is above hard limit {}", u.soft, u.hard),
+        ));
+    }
+    ulimit_resource(&u.name)?;
+    Ok(())
+}
+
 /// `--mount` / `HostConfig.Mounts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -793,13 +805,7 @@ pub(crate) fn check(options: &RunOptions) -> Result<Checked> {
         ));
     }
     for u in &options.ulimits {
-        if u.soft > u.hard {
-            return Err(invalid(
-                format!("--ulimit {}", u.name),
-                format!("soft limit {} is above hard limit {}", u.soft, u.hard),
-            ));
-        }
-        ulimit_resource(&u.name)?;
+        check_ulimit(u)?;
     }
     if let Some(parent) = &options.cgroup_parent
         && (!parent.starts_with('/') || parent.split('/').any(|c| c == ".."))
@@ -1180,6 +1186,8 @@ pub(crate) struct SpecInput<'a> {
     pub cgroup: String,
     pub annotations: Vec<(String, String)>,
     pub options: &'a RunOptions,
+    /// The engine's `default-ulimits`, under the container's own.
+    pub default_ulimits: &'a [Ulimit],
 }
 
 /// The OCI `linux.resources` fields (memory, cpu, pids, blockIO) for `r` (devices stay as
@@ -1253,7 +1261,8 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Vec<u8>> {
     let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(_, hard)| hard.min(1_048_576));
     let mut rlimits = vec![json!({ "type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile })];
-    for u in &options.ulimits {
+    // The engine's defaults (`default-ulimits`) first: a container's own `--ulimit` wins.
+    for u in input.default_ulimits.iter().chain(&options.ulimits) {
         let typ = ulimit_resource(&u.name)?;
         rlimits.retain(|r| r["type"] != typ.as_str());
         // -1 is Docker's "unlimited".

@@ -92,13 +92,18 @@ pub(crate) fn encode(value: &str) -> String {
     out
 }
 
-/// The token server's answer (`token` per Docker's spec, `access_token` per OAuth2).
+/// The token server's answer (`token` per Docker's spec, `access_token` per OAuth2), with how
+/// long it lasts and, when one was asked for, a refresh token.
 #[derive(serde::Deserialize)]
 pub(crate) struct TokenResponse {
     #[serde(default)]
     pub(crate) token: Option<String>,
     #[serde(default)]
     pub(crate) access_token: Option<String>,
+    #[serde(default)]
+    pub(crate) expires_in: Option<u64>,
+    #[serde(default)]
+    pub(crate) refresh_token: Option<String>,
 }
 
 #[cfg(test)]

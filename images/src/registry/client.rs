@@ -1,7 +1,13 @@
 //! One registry, one repository, over HTTP(S): the blocking HTTP client (ureq), the scheme
 //! (plain HTTP only for insecure registries), TLS roots (the system's plus a per-registry CA),
 //! and the 401 dance: on a challenge, fetch a token (Bearer) or send the credentials (Basic),
-//! then replay the request once. Tokens are kept for the client's life.
+//! then replay the request once. A token is reused until it expires (`expires_in`, at least 60 s
+//! as Docker counts it), then renewed from the same challenge before the next request; a 401 is
+//! answered with a new token, and a new token refused at once (expired on arrival, clock skew)
+//! with one more. A token for
+//! another scope (a push after a pull's checks) comes from the registry's new challenge. With an
+//! identity token (an OAuth2 refresh token from an earlier login) the token server is asked by
+//! `POST grant_type=refresh_token`, as Docker does; else by `GET` with the credentials.
 //!
 //! Blocking and thread-based on purpose: no async runtime to carry, and the registry client is
 //! never on the container-start path, so its threads never meet a fork.
@@ -10,7 +16,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::http::{self, Response};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
@@ -20,7 +26,14 @@ use super::RegistryOptions;
 use super::auth::{Challenge, TokenResponse, encode, parse_challenge};
 use super::credentials::Credentials;
 use super::error::{Error, Result};
+use super::mirror::Mirror;
 use super::reference::api_host;
+
+/// The shortest life a token is given, whatever `expires_in` says (Docker's
+/// `minimumTokenLifetimeSeconds`): a token server that omits it means 60 s.
+const MINIMUM_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The `client_id` capsa names itself by to OAuth2 token servers.
+const CLIENT_ID: &str = "capsa";
 
 /// Where the system's CA bundle is on Debian and its kin.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -45,7 +58,27 @@ pub(crate) struct Client {
     credentials: Option<Credentials>,
     /// Scopes asked of a token server beyond the challenge's (push, mount sources).
     scopes: Vec<String>,
-    authorization: Mutex<Option<String>>,
+    authorization: Mutex<Option<Authorization>>,
+    /// Ask token servers for a refresh token (`offline_token=true`): `login` does, to store it.
+    want_refresh_token: bool,
+    /// The refresh token a token server gave (see `want_refresh_token`).
+    refresh_token: Mutex<Option<String>>,
+}
+
+/// The `Authorization` value in use and how to renew it.
+#[derive(Clone)]
+struct Authorization {
+    header: String,
+    /// When a bearer token stops being sent (Basic credentials never expire).
+    expires: Option<Instant>,
+    /// The challenge it answers, to fetch the next token from.
+    challenge: Challenge,
+}
+
+impl Authorization {
+    fn expired(&self) -> bool {
+        self.expires.is_some_and(|e| Instant::now() >= e)
+    }
 }
 
 /// Whether a registry is reached over plain HTTP: listed as insecure, or on the loopback
@@ -54,9 +87,11 @@ pub(crate) fn is_insecure(registry: &str, options: &RegistryOptions) -> bool {
     if options.insecure.iter().any(|r| r == registry) {
         return true;
     }
-    let host = match registry.rsplit_once(':') {
+    // The API's host: Docker Hub's test stand-in is on the loopback too.
+    let api = api_host(registry);
+    let host = match api.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => registry,
+        _ => api,
     };
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
@@ -109,6 +144,36 @@ impl Client {
         } else {
             "https"
         };
+        let base = format!("{scheme}://{}", api_host(registry));
+        Client::with_base(registry, base, repository, credentials, options, scopes)
+    }
+
+    /// A client for `repository` on a mirror of Docker Hub: the mirror's scheme and host, the
+    /// mirror's own credentials (the origin's are not sent to a third party).
+    pub(crate) fn for_mirror(
+        mirror: &Mirror,
+        repository: &str,
+        credentials: Option<Credentials>,
+        options: &RegistryOptions,
+    ) -> Result<Client> {
+        Client::with_base(
+            mirror.host(),
+            mirror.url().to_owned(),
+            repository,
+            credentials,
+            options,
+            Vec::new(),
+        )
+    }
+
+    fn with_base(
+        registry: &str,
+        base: String,
+        repository: &str,
+        credentials: Option<Credentials>,
+        options: &RegistryOptions,
+        scopes: Vec<String>,
+    ) -> Result<Client> {
         let config = Agent::config_builder()
             .http_status_as_error(false)
             .tls_config(tls_config(registry, options)?)
@@ -122,16 +187,34 @@ impl Client {
             agent: Agent::new_with_config(config),
             registry: registry.to_owned(),
             repository: repository.to_owned(),
-            base: format!("{scheme}://{}", api_host(registry)),
+            base,
             credentials,
             scopes,
             authorization: Mutex::new(None),
+            want_refresh_token: false,
+            refresh_token: Mutex::new(None),
         })
+    }
+
+    /// Asks token servers for a refresh token too (for `login`, which stores it).
+    pub(crate) fn asking_refresh_token(mut self) -> Client {
+        self.want_refresh_token = true;
+        self
+    }
+
+    /// The refresh token a token server gave, if one was asked for and given.
+    pub(crate) fn refresh_token(&self) -> Option<String> {
+        self.refresh_token.lock().ok().and_then(|t| t.clone())
     }
 
     /// `<base>/v2/<repository>/<rest>`.
     pub(crate) fn repo_url(&self, rest: &str) -> String {
         format!("{}/v2/{}/{rest}", self.base, self.repository)
+    }
+
+    /// `scheme://host[:port]` of the API.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
     }
 
     /// `<base>/v2/`: the API's root, what `login` checks.
@@ -226,33 +309,53 @@ impl Client {
         body: Body<'_>,
         what: &str,
     ) -> Result<Response<RespBody>> {
-        let current = self.authorization.lock().ok().and_then(|a| a.clone());
-        let response = self.run_once(&method, url, headers, body, current.as_deref(), what)?;
+        let mut current = self.authorization.lock().ok().and_then(|a| a.clone());
+        if let Some(expired) = current.as_ref().filter(|a| a.expired()) {
+            // Renewed before it is refused: one round trip, not two.
+            let renewed = self.authorize(&expired.challenge.clone())?;
+            self.remember(&renewed);
+            current = Some(renewed);
+        }
+        let header = current.as_ref().map(|a| a.header.as_str());
+        let response = self.run_once(&method, url, headers, body, header, what)?;
         if response.status() != 401 {
             return Ok(response);
         }
-        let challenge = response
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_challenge);
-        let Some(challenge) = challenge else {
-            return Err(self.unauthorized(response, "no challenge capsa can answer"));
-        };
-        let authorization = self.authorize(&challenge)?;
-        if let Ok(mut slot) = self.authorization.lock() {
-            *slot = Some(authorization.clone());
-        }
-        let response = self.run_once(&method, url, headers, body, Some(&authorization), what)?;
-        if response.status() == 401 {
-            let detail = if self.credentials.is_some() {
-                "the registry refused the credentials"
-            } else {
-                "no credentials stored"
+        // A bearer token refused as soon as it was issued (expired on arrival: the token
+        // server's clock is behind the registry's; or revoked) gets one more try.
+        let mut response = response;
+        for _ in 0..2 {
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_challenge);
+            let Some(challenge) = challenge else {
+                return Err(self.unauthorized(response, "no challenge capsa can answer"));
             };
-            return Err(self.unauthorized(response, detail));
+            let authorization = self.authorize(&challenge)?;
+            self.remember(&authorization);
+            response = self.run_once(
+                &method,
+                url,
+                headers,
+                body,
+                Some(&authorization.header),
+                what,
+            )?;
+            if response.status() != 401 {
+                return Ok(response);
+            }
+            if challenge == Challenge::Basic {
+                break;
+            }
         }
-        Ok(response)
+        let detail = if self.credentials.is_some() {
+            "the registry refused the credentials"
+        } else {
+            "no credentials stored"
+        };
+        Err(self.unauthorized(response, detail))
     }
 
     fn unauthorized(&self, mut response: Response<RespBody>, detail: &str) -> Error {
@@ -268,11 +371,27 @@ impl Client {
         }
     }
 
+    fn remember(&self, authorization: &Authorization) {
+        if let Ok(mut slot) = self.authorization.lock() {
+            *slot = Some(authorization.clone());
+        }
+    }
+
     /// The `Authorization` value that answers `challenge`.
-    fn authorize(&self, challenge: &Challenge) -> Result<String> {
+    fn authorize(&self, challenge: &Challenge) -> Result<Authorization> {
         match challenge {
             Challenge::Basic => match &self.credentials {
-                Some(c) => Ok(c.basic()),
+                Some(c) if c.identity_token.is_none() => Ok(Authorization {
+                    header: c.basic(),
+                    expires: None,
+                    challenge: challenge.clone(),
+                }),
+                Some(_) => Err(Error::Unauthorized {
+                    registry: self.registry.clone(),
+                    repository: self.repository.clone(),
+                    detail: "the registry asks for a password; only an identity token is stored"
+                        .to_owned(),
+                }),
                 None => Err(Error::Unauthorized {
                     registry: self.registry.clone(),
                     repository: self.repository.clone(),
@@ -283,11 +402,24 @@ impl Client {
                 realm,
                 service,
                 scope,
-            } => self.token(realm, service.as_deref(), scope.as_deref()),
+            } => {
+                let asked = Instant::now();
+                let token = self.token(realm, service.as_deref(), scope.as_deref())?;
+                let life = token
+                    .expires_in
+                    .map(Duration::from_secs)
+                    .unwrap_or(MINIMUM_TOKEN_LIFETIME)
+                    .max(MINIMUM_TOKEN_LIFETIME);
+                Ok(Authorization {
+                    header: format!("Bearer {}", token.value),
+                    expires: asked.checked_add(life),
+                    challenge: challenge.clone(),
+                })
+            }
         }
     }
 
-    fn token(&self, realm: &str, service: Option<&str>, scope: Option<&str>) -> Result<String> {
+    fn token(&self, realm: &str, service: Option<&str>, scope: Option<&str>) -> Result<Token> {
         if !(realm.starts_with("https://") || realm.starts_with("http://")) {
             return Err(Error::Unauthorized {
                 registry: self.registry.clone(),
@@ -295,29 +427,66 @@ impl Client {
                 detail: format!("the token realm {realm:?} is not an http(s) URL"),
             });
         }
-        let mut query = Vec::new();
-        if let Some(s) = service {
-            query.push(format!("service={}", encode(s)));
-        }
         let mut scopes: Vec<&str> = scope.into_iter().collect();
         for s in &self.scopes {
             if !scopes.contains(&s.as_str()) {
                 scopes.push(s);
             }
         }
-        for s in scopes {
-            query.push(format!("scope={}", encode(s)));
-        }
-        let sep = if realm.contains('?') { '&' } else { '?' };
-        let url = format!("{realm}{sep}{}", query.join("&"));
-        let mut builder = http::Request::builder().method("GET").uri(&url);
-        if let Some(c) = &self.credentials {
-            builder = builder.header("Authorization", c.basic());
-        }
-        let request = builder.body(()).map_err(|e| Error::Unauthorized {
+        let identity_token = self
+            .credentials
+            .as_ref()
+            .and_then(|c| c.identity_token.as_deref());
+        let request = match identity_token {
+            // OAuth2's refresh grant, as Docker sends it (scopes space-separated).
+            Some(refresh) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("refresh_token", refresh.to_owned()),
+                    ("client_id", CLIENT_ID.to_owned()),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.to_owned()));
+                }
+                if !scopes.is_empty() {
+                    form.push(("scope", scopes.join(" ")));
+                }
+                let body = form
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", encode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                http::Request::builder()
+                    .method("POST")
+                    .uri(realm)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(body.into_bytes())
+            }
+            None => {
+                let mut query = Vec::new();
+                if let Some(s) = service {
+                    query.push(format!("service={}", encode(s)));
+                }
+                for s in &scopes {
+                    query.push(format!("scope={}", encode(s)));
+                }
+                if self.want_refresh_token {
+                    query.push("offline_token=true".to_owned());
+                    query.push(format!("client_id={CLIENT_ID}"));
+                }
+                let sep = if realm.contains('?') { '&' } else { '?' };
+                let url = format!("{realm}{sep}{}", query.join("&"));
+                let mut builder = http::Request::builder().method("GET").uri(&url);
+                if let Some(c) = &self.credentials {
+                    builder = builder.header("Authorization", c.basic());
+                }
+                builder.body(Vec::new())
+            }
+        };
+        let request = request.map_err(|e| Error::Unauthorized {
             registry: self.registry.clone(),
             repository: self.repository.clone(),
-            detail: format!("bad token URL {url}: {e}"),
+            detail: format!("bad token request to {realm}: {e}"),
         })?;
         let mut response = self
             .agent
@@ -329,10 +498,12 @@ impl Client {
             return Err(Error::Unauthorized {
                 registry: self.registry.clone(),
                 repository: self.repository.clone(),
-                detail: format!("the token server {realm} answered HTTP {status} {said}"),
+                detail: format!("the token server {realm} answered HTTP {status} {said}")
+                    .trim_end()
+                    .to_owned(),
             });
         }
-        let token: TokenResponse = response
+        let answer: TokenResponse = response
             .body_mut()
             .with_config()
             .limit(1 << 20)
@@ -344,15 +515,25 @@ impl Client {
                 repository: self.repository.clone(),
                 detail: format!("the token server's answer: {e}"),
             })?;
-        token
+        if self.want_refresh_token
+            && let Some(refresh) = answer.refresh_token.clone()
+            && let Ok(mut slot) = self.refresh_token.lock()
+        {
+            *slot = Some(refresh);
+        }
+        let value = answer
             .token
-            .or(token.access_token)
-            .map(|t| format!("Bearer {t}"))
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::Unauthorized {
                 registry: self.registry.clone(),
                 repository: self.repository.clone(),
                 detail: "the token server sent no token".to_owned(),
-            })
+            })?;
+        Ok(Token {
+            value,
+            expires_in: answer.expires_in,
+        })
     }
 
     /// The error for an unexpected status: 404 → not found, 401/403 → unauthorized, else the
@@ -418,6 +599,13 @@ impl Client {
     pub(crate) fn body_error(&self, what: &str, e: std::io::Error) -> Error {
         self.classify(what, ureq::Error::Io(e))
     }
+}
+
+/// A token from a token server.
+struct Token {
+    value: String,
+    /// Seconds it is valid for, as the server said.
+    expires_in: Option<u64>,
 }
 
 /// The registry's error message: the `errors[].message` of its JSON body, else the start of

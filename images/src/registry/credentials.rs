@@ -2,6 +2,11 @@
 //! `config.json` (`{"auths": {"host:port": {"auth": base64("user:password")}}}`), so the same
 //! file works for both. When the store has none for a registry, Docker's own file
 //! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`) is read, never written.
+//!
+//! Either file may name credential helpers as Docker's does: `credHelpers` (per registry) and
+//! `credsStore` (for every registry). A registry with a helper gets its secrets from the helper
+//! (the file's own entry is the fallback when the helper has none), and `login`/`logout` store
+//! and erase through it: the secret is then in no file at all. The store's file is asked first.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -13,14 +18,17 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
+use super::helper::Helper;
 use super::reference::DOCKER_HUB;
 use crate::store::Store;
 
-/// A user name and password (or identity token) for one registry.
+/// A user name and password, or an identity token (an OAuth2 refresh token a token server gave
+/// at login, used instead of the password from then on), for one registry.
 #[derive(Clone)]
 pub(crate) struct Credentials {
     pub(crate) username: String,
     pub(crate) password: String,
+    pub(crate) identity_token: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -30,6 +38,24 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// A user name and password.
+    pub(crate) fn password(username: String, password: String) -> Credentials {
+        Credentials {
+            username,
+            password,
+            identity_token: None,
+        }
+    }
+
+    /// An identity token, with no password.
+    pub(crate) fn identity_token(token: String) -> Credentials {
+        Credentials {
+            username: String::new(),
+            password: String::new(),
+            identity_token: Some(token),
+        }
+    }
+
     /// The `Authorization: Basic …` value.
     pub(crate) fn basic(&self) -> String {
         format!(
@@ -49,6 +75,33 @@ fn docker_file() -> Option<PathBuf> {
         return Some(Path::new(&dir).join("config.json"));
     }
     std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker/config.json"))
+}
+
+/// The server name a credential helper files `registry` under: Docker Hub's v1 URL for Docker
+/// Hub (what the docker CLI uses, so both find the same entry), else `host[:port]`.
+fn helper_server(registry: &str) -> String {
+    if registry == DOCKER_HUB {
+        "https://index.docker.io/v1/".to_owned()
+    } else {
+        registry.to_owned()
+    }
+}
+
+/// The helper a config file names for `registry`: its `credHelpers` entry, else `credsStore`.
+fn helper_in(map: &Map<String, Value>, registry: &str) -> Option<Helper> {
+    let named = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(|n| Helper { name: n.to_owned() })
+    };
+    if let Some(helpers) = map.get("credHelpers").and_then(Value::as_object) {
+        for key in keys(registry) {
+            if let Some(h) = named(helpers.get(&key)) {
+                return Some(h);
+            }
+        }
+    }
+    named(map.get("credsStore"))
 }
 
 /// The keys a registry may be filed under (Docker files Docker Hub under its v1 URL).
@@ -99,6 +152,11 @@ fn find_in(map: &Map<String, Value>, registry: &str, path: &Path) -> Result<Opti
             path: path.to_owned(),
             reason: format!("auths[{key:?}]: {reason}"),
         };
+        if let Some(token) = entry.get("identitytoken").and_then(Value::as_str)
+            && !token.is_empty()
+        {
+            return Ok(Some(Credentials::identity_token(token.to_owned())));
+        }
         if let Some(auth) = entry.get("auth").and_then(Value::as_str) {
             let decoded = STANDARD
                 .decode(auth)
@@ -107,49 +165,104 @@ fn find_in(map: &Map<String, Value>, registry: &str, path: &Path) -> Result<Opti
             let (user, pass) = text
                 .split_once(':')
                 .ok_or_else(|| bad("auth is not user:password"))?;
-            return Ok(Some(Credentials {
-                username: user.to_owned(),
-                password: pass.to_owned(),
-            }));
+            return Ok(Some(Credentials::password(
+                user.to_owned(),
+                pass.to_owned(),
+            )));
         }
         if let (Some(u), Some(p)) = (
             entry.get("username").and_then(Value::as_str),
             entry.get("password").and_then(Value::as_str),
         ) {
-            return Ok(Some(Credentials {
-                username: u.to_owned(),
-                password: p.to_owned(),
-            }));
+            return Ok(Some(Credentials::password(u.to_owned(), p.to_owned())));
         }
     }
     Ok(None)
+}
+
+/// The credentials for `registry` in one config file: its helper's, else its own entry.
+fn lookup_in(map: &Map<String, Value>, registry: &str, path: &Path) -> Result<Option<Credentials>> {
+    if let Some(helper) = helper_in(map, registry)
+        && let Some(c) = helper.get(&helper_server(registry))?
+    {
+        return Ok(Some(c));
+    }
+    find_in(map, registry, path)
+}
+
+/// Docker's config file, parsed; one that cannot be read or parsed is skipped (it is a
+/// fallback, and may be another tool's to fix).
+fn docker_map() -> Option<(PathBuf, Map<String, Value>)> {
+    let path = docker_file()?;
+    let map = read_file(&path).ok().flatten()?;
+    Some((path, map))
 }
 
 /// The credentials for `registry`: the store's file first, then Docker's.
 pub(crate) fn lookup(store: &Store, registry: &str) -> Result<Option<Credentials>> {
     let own = store_file(store);
     if let Some(map) = read_file(&own)?
-        && let Some(c) = find_in(&map, registry, &own)?
+        && let Some(c) = lookup_in(&map, registry, &own)?
     {
         return Ok(Some(c));
     }
-    if let Some(path) = docker_file()
-        && let Ok(Some(map)) = read_file(&path)
-    {
-        // Docker's file is a fallback: one we cannot read is skipped, not an error.
-        return Ok(find_in(&map, registry, &path).ok().flatten());
+    match docker_map() {
+        Some((path, map)) => match lookup_in(&map, registry, &path) {
+            Ok(c) => Ok(c),
+            // A helper's failure is shown (with its name); a bad entry of Docker's is skipped.
+            Err(e @ Error::CredentialHelper { .. }) => Err(e),
+            Err(_) => Ok(None),
+        },
+        None => Ok(None),
     }
-    Ok(None)
 }
 
-/// Adds (`Some`) or removes (`None`) the store's entry for `registry`, rewriting the file
-/// atomically with mode 0600. Returns whether an entry was there before. The caller holds
-/// the store's writer lock (the temp file lives in `tmp/`).
+/// The helper that keeps `registry`'s credentials, if either file names one (the store's first).
+fn helper_for(store: &Store, registry: &str) -> Result<Option<Helper>> {
+    if let Some(map) = read_file(&store_file(store))?
+        && let Some(h) = helper_in(&map, registry)
+    {
+        return Ok(Some(h));
+    }
+    Ok(docker_map().and_then(|(_, map)| helper_in(&map, registry)))
+}
+
+/// Stores (`Some`) or forgets (`None`) the credentials for `registry`: through its credential
+/// helper when one is configured (and then no entry of the store's file keeps a copy), else in
+/// the store's file. Returns whether there were credentials before (for `logout`). The caller
+/// holds the store's writer lock (the temp file lives in `tmp/`).
 pub(crate) fn update(
     store: &Store,
     registry: &str,
     credentials: Option<&Credentials>,
 ) -> Result<bool> {
+    let Some(helper) = helper_for(store, registry)? else {
+        return update_file(store, registry, credentials);
+    };
+    let server = helper_server(registry);
+    let had = match credentials {
+        Some(c) => {
+            helper.store(&server, c)?;
+            false
+        }
+        None => helper.erase(&server)?,
+    };
+    let file_had = match read_file(&store_file(store))? {
+        Some(map)
+            if find_in(&map, registry, &store_file(store))
+                .ok()
+                .flatten()
+                .is_some() =>
+        {
+            update_file(store, registry, None)?
+        }
+        _ => false,
+    };
+    Ok(had || file_had)
+}
+
+/// [`update`] of the store's own file: rewritten atomically, mode 0600.
+fn update_file(store: &Store, registry: &str, credentials: Option<&Credentials>) -> Result<bool> {
     let path = store_file(store);
     let mut map = read_file(&path)?.unwrap_or_default();
     let auths = map
@@ -163,8 +276,14 @@ pub(crate) fn update(
     };
     let existed = auths.remove(registry).is_some();
     if let Some(c) = credentials {
-        let auth = STANDARD.encode(format!("{}:{}", c.username, c.password));
-        auths.insert(registry.to_owned(), serde_json::json!({ "auth": auth }));
+        let entry = match &c.identity_token {
+            Some(token) => serde_json::json!({ "identitytoken": token }),
+            None => {
+                let auth = STANDARD.encode(format!("{}:{}", c.username, c.password));
+                serde_json::json!({ "auth": auth })
+            }
+        };
+        auths.insert(registry.to_owned(), entry);
     }
     let json = serde_json::to_vec_pretty(&map).map_err(|e| Error::Credentials {
         path: path.clone(),

@@ -188,6 +188,26 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A credential helper (`docker-credential-NAME`) failed or answered something unreadable.
+    #[error("credential helper docker-credential-{helper}: {action} for {server}: {reason}")]
+    CredentialHelper {
+        /// The helper's name (`pass`, `secretservice`, …).
+        helper: String,
+        /// `get`, `store` or `erase`.
+        action: &'static str,
+        /// The server the credentials are for.
+        server: String,
+        /// What went wrong (the helper's own message when it gave one).
+        reason: String,
+    },
+    /// A registry mirror that is not an `http(s)://host[:port]` URL.
+    #[error("invalid registry mirror {value:?}: {reason}")]
+    InvalidMirror {
+        /// The mirror as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A filesystem call on a registry-owned file (a partial download) failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -199,6 +219,24 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+impl Error {
+    /// Whether the failure is this machine's (the store, a local file, the input) rather than the
+    /// source's: a pull from a mirror falls back to the next source only on the source's failures.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidReference { .. }
+                | Error::InvalidPlatform(_)
+                | Error::InvalidMirror { .. }
+                | Error::Store { .. }
+                | Error::Local(_)
+                | Error::Credentials { .. }
+                | Error::CredentialHelper { .. }
+                | Error::Io { .. }
+        )
+    }
 }
 
 impl From<crate::Error> for Error {

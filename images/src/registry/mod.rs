@@ -2,7 +2,9 @@
 //!
 //! - [`reference`]: `[host[:port]/]path[:tag][@digest]`, as Docker parses it.
 //! - `client`: HTTP(S) to one repository, with token (Bearer) and Basic auth.
-//! - `credentials`: what `login` stores (`<store root>/auth.json`, 0600, Docker's format).
+//! - `credentials`: what `login` stores (`<store root>/auth.json`, 0600, Docker's format), and
+//!   `helper`: Docker's credential helpers (`credsStore`, `credHelpers`), which keep it instead.
+//! - [`mirror`]: Docker Hub's mirrors (`registry-mirrors`), tried before it by [`pull()`].
 //! - `download`: one blob, verified as it arrives, resumed with `Range` after a break.
 //! - [`pull()`]: manifest → platform → config → parallel downloads, unpacked as they land.
 //! - [`push()`]: HEAD, cross-repository mount, monolithic or chunked upload, then the manifest.
@@ -17,6 +19,8 @@ mod client;
 mod credentials;
 mod download;
 pub mod error;
+mod helper;
+pub mod mirror;
 pub mod platform;
 pub mod progress;
 mod pull;
@@ -31,11 +35,12 @@ use ureq::http::Method;
 pub use cli::{login_command, logout_command, pull_command, push_command};
 pub use download::FetchedBlob;
 pub use error::{Error, Result};
+pub use mirror::Mirror;
 pub use platform::Platform;
 pub use progress::{Bars, BlobOutcome, Lines, Progress, Quiet};
 pub use pull::{CONFIG_LIMIT, MANIFEST_LIMIT, PullOptions, PullReport, pull};
 pub use push::{PushOptions, PushReport, push};
-pub use reference::ImageRef;
+pub use reference::{ImageRef, TEST_DOCKER_HUB_API_ENV};
 
 use crate::store::Store;
 use client::Client;
@@ -53,27 +58,51 @@ pub struct RegistryOptions {
     /// Credentials for this one operation (the daemon's `X-Registry-Auth`), used instead of
     /// the stored ones.
     pub auth: Option<Auth>,
+    /// Docker Hub's mirrors, in the order they are tried (Docker's `registry-mirrors`); only
+    /// images of `docker.io` are pulled through them.
+    pub mirrors: Vec<Mirror>,
 }
 
-/// A user name and password given for one operation; `Debug` does not show the password.
+/// A user name and password, or an identity token, given for one operation; `Debug` does not
+/// show the secrets.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Auth {
+    /// The user name.
     pub username: String,
+    /// The password (empty with an identity token).
     pub password: String,
+    /// An OAuth2 refresh token from an earlier login (Docker's `identitytoken`).
+    pub identity_token: Option<String>,
+}
+
+impl Auth {
+    fn credentials(&self) -> Credentials {
+        match &self.identity_token {
+            Some(t) if !t.is_empty() => Credentials::identity_token(t.clone()),
+            _ => Credentials::password(self.username.clone(), self.password.clone()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Auth {{ username: {:?}, password: <hidden> }}",
-            self.username
+            "Auth {{ username: {:?}, password: <hidden>, identity_token: {} }}",
+            self.username,
+            if self.identity_token.is_some() {
+                "<hidden>"
+            } else {
+                "none"
+            }
         )
     }
 }
 
 /// Checks `username`/`password` against `registry` (its `/v2/` endpoint, through the token
-/// server when it has one) and, when accepted, stores them in the store's `auth.json`.
+/// server when it has one) and, when accepted, stores them: through the credential helper when
+/// one is configured, else in the store's `auth.json`. When the token server gives a refresh
+/// token, that identity token is stored instead of the password, as Docker does.
 pub fn login(
     store: &Store,
     registry: &str,
@@ -88,14 +117,15 @@ pub fn login(
 }
 
 /// Checks `username`/`password` against `registry` as [`login`] does, keeping nothing (the
-/// daemon's `POST /auth`: the client keeps the credentials).
+/// daemon's `POST /auth`: the client keeps the credentials). Returns the identity token the
+/// token server gave, if any (Docker's `IdentityToken`, which the client then keeps).
 pub fn check_login(
     registry: &str,
     username: &str,
     password: &str,
     options: &RegistryOptions,
-) -> Result<()> {
-    check(registry, username, password, options).map(|_| ())
+) -> Result<Option<String>> {
+    check(registry, username, password, options).map(|(_, c)| c.identity_token)
 }
 
 /// The login check: the normalised registry and the accepted credentials.
@@ -106,17 +136,15 @@ fn check(
     options: &RegistryOptions,
 ) -> Result<(String, Credentials)> {
     let registry = normalise_registry(registry)?;
-    let credentials = Credentials {
-        username: username.to_owned(),
-        password: password.to_owned(),
-    };
+    let credentials = Credentials::password(username.to_owned(), password.to_owned());
     let client = Client::new(
         &registry,
         "",
         Some(credentials.clone()),
         options,
         Vec::new(),
-    )?;
+    )?
+    .asking_refresh_token();
     let refused = |detail: String| Error::LoginRefused {
         registry: registry.clone(),
         username: username.to_owned(),
@@ -137,7 +165,16 @@ fn check(
         let status = response.status().as_u16();
         return Err(refused(format!("GET /v2/ answered HTTP {status}")));
     }
-    Ok((registry, credentials))
+    match client.refresh_token() {
+        Some(token) => Ok((
+            registry,
+            Credentials {
+                identity_token: Some(token),
+                ..credentials
+            },
+        )),
+        None => Ok((registry, credentials)),
+    }
 }
 
 /// Forgets the stored credentials for `registry`; returns whether there were any.

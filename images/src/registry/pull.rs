@@ -4,6 +4,11 @@
 //! order downloads finish) while the other downloads go on. The image record is written last;
 //! a pull that fails leaves no record and no layer, only complete verified blobs (which the next
 //! pull reuses) and partial downloads under `downloads/` (which it resumes).
+//!
+//! An image of Docker Hub is tried on each configured mirror first, in order, then on Docker
+//! Hub: a source that cannot be reached, has no such image, answers 5xx or serves bytes that do
+//! not match their digests is left for the next one (what it had verified stays and is reused).
+//! Failures of this machine (the store, a credential helper) end the pull at once.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs;
@@ -22,7 +27,7 @@ use super::download::{self, Fetch, FetchedBlob};
 use super::error::{Error, Result};
 use super::platform::{self, Platform};
 use super::progress::{BlobOutcome, Progress};
-use super::reference::ImageRef;
+use super::reference::{DOCKER_HUB, ImageRef};
 use crate::digest::Digest;
 use crate::error::IoContext;
 use crate::manifest::{
@@ -74,6 +79,8 @@ pub struct PullReport {
     pub reused: Vec<Digest>,
     /// Layers unpacked this time.
     pub unpacked: Vec<Digest>,
+    /// Where the image came from: a mirror's URL, or the registry (`docker.io`, `host:port`).
+    pub source: String,
 }
 
 /// Pulls `reference` into `store`: see the module's documentation.
@@ -83,11 +90,32 @@ pub fn pull(
     options: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<PullReport> {
+    if reference.registry() == DOCKER_HUB {
+        for mirror in &options.registry.mirrors {
+            let credentials = credentials::lookup(store, mirror.host())?;
+            let client = Client::for_mirror(
+                mirror,
+                reference.repository(),
+                credentials,
+                &options.registry,
+            )?;
+            progress.message(&format!("{reference}: trying mirror {mirror}"));
+            match pull_from(store, reference, options, progress, &client) {
+                Ok(report) => {
+                    return Ok(PullReport {
+                        source: mirror.url().to_owned(),
+                        ..report
+                    });
+                }
+                Err(e) if e.is_local() => return Err(e),
+                Err(e) => progress.message(&format!(
+                    "{reference}: mirror {mirror} failed, trying the next source: {e}"
+                )),
+            }
+        }
+    }
     let credentials = match &options.registry.auth {
-        Some(auth) => Some(credentials::Credentials {
-            username: auth.username.clone(),
-            password: auth.password.clone(),
-        }),
+        Some(auth) => Some(auth.credentials()),
         None => credentials::lookup(store, reference.registry())?,
     };
     let client = Client::new(
@@ -97,13 +125,28 @@ pub fn pull(
         &options.registry,
         Vec::new(),
     )?;
+    let report = pull_from(store, reference, options, progress, &client)?;
+    Ok(PullReport {
+        source: reference.registry().to_owned(),
+        ..report
+    })
+}
+
+/// The pull from one source (the registry or a mirror), `client`.
+fn pull_from(
+    store: &Store,
+    reference: &ImageRef,
+    options: &PullOptions,
+    progress: &dyn Progress,
+    client: &Client,
+) -> Result<PullReport> {
     let (manifest_digest, manifest_bytes) =
-        resolve_manifest(&client, reference, options.platform.as_ref(), progress)?;
+        resolve_manifest(client, reference, options.platform.as_ref(), progress)?;
     let what = format!("manifest {manifest_digest}");
     let manifest =
-        Manifest::parse(&manifest_bytes, &what).map_err(|e| invalid(&client, &what, e))?;
+        Manifest::parse(&manifest_bytes, &what).map_err(|e| invalid(client, &what, e))?;
     let config_bytes = fetch_small(
-        &client,
+        client,
         &format!("blobs/{}", manifest.config.digest),
         &[],
         Some(&manifest.config.digest),
@@ -113,7 +156,7 @@ pub fn pull(
     .1;
     let config_what = format!("config {}", manifest.config.digest);
     let config = Config::parse(&config_bytes, &manifest.config.media_type, &config_what)
-        .map_err(|e| invalid(&client, &config_what, e))?;
+        .map_err(|e| invalid(client, &config_what, e))?;
     if let Config::WasmArtifact(_) = config
         && manifest.layers.iter().any(|l| l.kind != LayerKind::Wasm)
     {
@@ -127,13 +170,12 @@ pub fn pull(
     let diff_ids = config
         .diff_ids(&config_what)
         .and_then(|ids| diff_ids_for_layers(&manifest, &ids, &config_what))
-        .map_err(|e| invalid(&client, &config_what, e))?;
+        .map_err(|e| invalid(client, &config_what, e))?;
 
     let lock = store.lock()?;
     let mut txn = store.begin(&lock);
     let downloads = downloads_dir(store)?;
     let store_err = |context: String| {
-        let client = &client;
         move |source| Error::Store {
             registry: client.registry.clone(),
             repository: client.repository.clone(),
@@ -178,7 +220,7 @@ pub fn pull(
         let (tx, rx) = mpsc::channel::<Result<Option<FetchedBlob>>>();
         for _ in 0..workers {
             let tx = tx.clone();
-            let (client, queue, cancel, downloads) = (&client, &queue, &cancel, &downloads);
+            let (client, queue, cancel, downloads) = (client, &queue, &cancel, &downloads);
             scope.spawn(move || {
                 loop {
                     if cancel.load(Ordering::Relaxed) {
@@ -273,8 +315,13 @@ pub fn pull(
             name.as_slice(),
         )
         .map_err(store_err("recording the image".to_owned()))?;
+    let from = if client.registry == reference.registry() {
+        String::new()
+    } else {
+        format!(" from mirror {}", client.base())
+    };
     progress.message(&format!(
-        "pulled {reference}: image {} (manifest {manifest_digest})",
+        "pulled {reference}{from}: image {} (manifest {manifest_digest})",
         manifest.config.digest
     ));
     Ok(PullReport {
@@ -284,6 +331,7 @@ pub fn pull(
         fetched,
         reused,
         unpacked,
+        source: String::new(),
     })
 }
 

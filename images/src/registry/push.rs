@@ -67,10 +67,7 @@ pub fn push(
     let info = store.inspect(source)?;
     let manifest_bytes = store.read_blob(&info.manifest_digest)?;
     let credentials = match &options.registry.auth {
-        Some(auth) => Some(credentials::Credentials {
-            username: auth.username.clone(),
-            password: auth.password.clone(),
-        }),
+        Some(auth) => Some(auth.credentials()),
         None => credentials::lookup(store, dest.registry())?,
     };
     let mut scopes = vec![format!("repository:{}:pull,push", dest.repository())];

@@ -137,13 +137,29 @@ impl ImageRef {
     }
 }
 
+/// Replaces Docker Hub's API host, **for tests only**: a registry on the loopback standing in for
+/// Docker Hub, so that what only Docker Hub images get (registry mirrors) can be tested offline.
+/// Read once per process; never set it in production.
+pub const TEST_DOCKER_HUB_API_ENV: &str = "CAPSA_TEST_DOCKER_HUB_API";
+
 /// The host that serves a registry's API (Docker Hub's differs from its name).
 pub(crate) fn api_host(registry: &str) -> &str {
     if registry == DOCKER_HUB {
-        DOCKER_HUB_API
+        docker_hub_api()
     } else {
         registry
     }
+}
+
+/// `registry-1.docker.io`, unless [`TEST_DOCKER_HUB_API_ENV`] names a stand-in.
+fn docker_hub_api() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::env::var(TEST_DOCKER_HUB_API_ENV)
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DOCKER_HUB_API.to_owned())
+    })
 }
 
 impl fmt::Display for ImageRef {

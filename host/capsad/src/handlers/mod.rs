@@ -27,7 +27,7 @@ pub async fn container(daemon: &Arc<Daemon>, name: &str) -> Result<ContainerReco
 }
 
 /// The credentials of `X-Registry-Auth` (base64url JSON: username/password, or an identity
-/// token, which a registry with Basic auth cannot use); an empty or `{}` header is none.
+/// token from an earlier `POST /auth`); an empty or `{}` header is none.
 pub fn registry_auth(
     headers: &hyper::HeaderMap,
 ) -> Result<Option<capsa_images::registry::Auth>, ApiError> {
@@ -48,11 +48,16 @@ pub fn registry_auth(
         .map_err(|_| ApiError::bad_request("X-Registry-Auth: not JSON"))?;
     let user = v["username"].as_str().unwrap_or_default();
     let password = v["password"].as_str().unwrap_or_default();
-    if user.is_empty() && password.is_empty() {
+    let identity_token = v["identitytoken"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    if user.is_empty() && password.is_empty() && identity_token.is_none() {
         return Ok(None);
     }
     Ok(Some(capsa_images::registry::Auth {
         username: user.to_owned(),
         password: password.to_owned(),
+        identity_token,
     }))
 }

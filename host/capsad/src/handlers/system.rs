@@ -54,7 +54,6 @@ pub async fn info(ctx: Ctx) -> Reply {
         let extras = InfoExtras {
             event_listeners: d.event_listeners.load(Ordering::Relaxed),
             debug: d.debug,
-            insecure_registries: d.insecure_registries.clone(),
         };
         Ok(api::system::info(&d.engine, &extras)?)
     })
@@ -172,7 +171,7 @@ pub async fn auth(ctx: Ctx, req: Request<Incoming>) -> Reply {
         return Err(ApiError::bad_request("auth: username is empty"));
     }
     let d = ctx.daemon.clone();
-    blocking(move || {
+    let identity_token = blocking(move || {
         let options = d.registry_options(None);
         d.engine
             .check_login(&server, &user, &password, &options)
@@ -183,7 +182,10 @@ pub async fn auth(ctx: Ctx, req: Request<Incoming>) -> Reply {
             })
     })
     .await?;
-    ok_json(&json!({ "Status": "Login Succeeded", "IdentityToken": "" }))
+    ok_json(&json!({
+        "Status": "Login Succeeded",
+        "IdentityToken": identity_token.unwrap_or_default(),
+    }))
 }
 
 /// A network as Docker describes one.

@@ -119,12 +119,12 @@ impl Local {
         Ok(self.engine.container(name)?)
     }
 
-    fn registry(reference: &str, insecure: bool) -> RegistryOptions {
-        let mut options = RegistryOptions::default();
-        if insecure && let Ok(parsed) = capsa_images::registry::ImageRef::parse(reference) {
-            options.insecure.push(parsed.registry().to_owned());
-        }
-        options
+    /// The engine's registry settings, with `reference`'s registry over plain HTTP when
+    /// `--insecure` was given.
+    fn registry(&self, reference: &str, insecure: bool) -> RegistryOptions {
+        let parsed = capsa_images::registry::ImageRef::parse(reference).ok();
+        let extra = parsed.as_ref().filter(|_| insecure).map(|r| r.registry());
+        self.engine.registry_options(extra, None)
     }
 }
 
@@ -319,7 +319,7 @@ impl Backend for Local {
             .pull(
                 reference,
                 platform,
-                &Self::registry(reference, flags.insecure),
+                &self.registry(reference, flags.insecure),
                 progress(flags.quiet).as_ref(),
             )
             .with_context(|| format!("pull {reference}"))?;
@@ -338,7 +338,7 @@ impl Backend for Local {
             .push(
                 image,
                 destination,
-                &Self::registry(target, flags.insecure),
+                &self.registry(target, flags.insecure),
                 progress(flags.quiet).as_ref(),
             )
             .with_context(|| format!("push {image} to {target}"))?;
@@ -357,7 +357,7 @@ impl Backend for Local {
     }
 
     fn login(&self, server: &str, user: &str, password: &str, insecure: bool) -> Result<()> {
-        let options = Self::registry(&format!("{server}/x"), insecure);
+        let options = self.registry(&format!("{server}/x"), insecure);
         self.engine
             .login(server, user, password, &options)
             .with_context(|| format!("log in to {server}"))?;

@@ -23,6 +23,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
 use backend::{Backend, Local, RegistryFlags};
+use capsa_host::engine::config::{ConfigFile, RegistrySettings};
 use flags::{CreateArgs, run_options};
 use format::Output;
 
@@ -60,6 +61,11 @@ struct Cli {
     /// [env: CAPSA_USERNS_REMAP].
     #[arg(long = "userns-remap", global = true)]
     userns_remap: Option<String>,
+    /// The engine's configuration file, in dockerd's daemon.json shape: the same file capsad
+    /// reads (data-root, exec-root, registry-mirrors, insecure-registries, default-ulimits,
+    /// userns-remap) [env: CAPSA_CONFIG_FILE; default: /etc/capsa/daemon.json].
+    #[arg(long = "config-file", global = true)]
+    config_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -497,20 +503,59 @@ fn open_backend(cli: &Cli) -> Result<Box<dyn Backend>> {
         };
         return remote::Remote::connect(&host, &tls);
     }
-    let pick = |flag: &Option<PathBuf>, var: &str, default: &str| {
+    // A flag, else its environment variable: either counts as given on the command line.
+    let given = |flag: &Option<PathBuf>, var: &str| {
         flag.clone()
             .or_else(|| std::env::var_os(var).map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(default))
+            .filter(|p| !p.as_os_str().is_empty())
     };
-    let root = pick(&cli.root, "CAPSA_ROOT", capsa_host::engine::DEFAULT_ROOT);
-    let state = pick(&cli.state, "CAPSA_STATE", capsa_host::engine::DEFAULT_STATE);
+    let root = given(&cli.root, "CAPSA_ROOT");
+    let state = given(&cli.state, "CAPSA_STATE");
     let remap = cli
         .userns_remap
         .clone()
-        .or_else(|| std::env::var("CAPSA_USERNS_REMAP").ok());
+        .or_else(|| std::env::var("CAPSA_USERNS_REMAP").ok())
+        .filter(|r| !r.is_empty());
+    let named_config = given(&cli.config_file, "CAPSA_CONFIG_FILE");
+    let config_path = named_config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(capsa_host::engine::config::DEFAULT_CONFIG_FILE));
+    let config = ConfigFile::load(&config_path, named_config.is_some())?;
+    let mut settings = RegistrySettings::default();
+    let mut default_ulimits = Vec::new();
+    let (root, state, remap) = match config {
+        None => (root, state, remap),
+        Some((file, warnings)) => {
+            for w in warnings {
+                eprintln!("capsa: warning: {w}");
+            }
+            let shown = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+            let flags: Vec<(&str, String)> = [
+                ("data-root", shown(&root)),
+                ("exec-root", shown(&state)),
+                ("userns-remap", remap.clone()),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            file.refuse_conflicts(&flags)?;
+            settings.mirrors = file.mirrors()?;
+            settings.insecure = file.insecure_registries.clone().unwrap_or_default();
+            default_ulimits = file.default_ulimits();
+            (
+                root.or_else(|| file.data_root.clone()),
+                state.or_else(|| file.exec_root.clone()),
+                remap.or_else(|| file.userns_remap.clone()),
+            )
+        }
+    };
+    let root = root.unwrap_or_else(|| PathBuf::from(capsa_host::engine::DEFAULT_ROOT));
+    let state = state.unwrap_or_else(|| PathBuf::from(capsa_host::engine::DEFAULT_STATE));
     let engine = Engine::open(&root, &state)
         .with_context(|| format!("open the store at {}", root.display()))?
-        .with_userns_remap(remap.as_deref())?;
+        .with_userns_remap(remap.as_deref())?
+        .with_registry(settings)
+        .with_default_ulimits(default_ulimits);
     Ok(Box::new(Local { engine }))
 }
 

@@ -110,9 +110,14 @@ fn registry_auth_header(reference: &str) -> String {
         .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok())
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
-    let v = match creds {
-        Some((u, p)) => json!({ "username": u, "password": p, "serveraddress": registry }),
-        None => json!({}),
+    let identity_token = auths
+        .get(&registry)
+        .and_then(|a| a["identitytoken"].as_str())
+        .map(str::to_owned);
+    let v = match (identity_token, creds) {
+        (Some(t), _) => json!({ "identitytoken": t, "serveraddress": registry }),
+        (None, Some((u, p))) => json!({ "username": u, "password": p, "serveraddress": registry }),
+        (None, None) => json!({}),
     };
     base64::engine::general_purpose::URL_SAFE.encode(v.to_string())
 }
@@ -752,16 +757,21 @@ impl Backend for Remote {
     }
 
     fn login(&self, server: &str, user: &str, password: &str, _insecure: bool) -> Result<()> {
-        self.post(
+        let answer = self.post(
             "/auth",
             Some(json!({ "username": user, "password": password, "serveraddress": server })),
         )?;
         use base64::Engine as _;
         let mut auths = read_auths();
-        auths.insert(
-            server.to_owned(),
-            json!({ "auth": base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")) }),
-        );
+        // The registry's identity token, when its token server gave one, instead of the
+        // password (as the docker CLI keeps it).
+        let entry = match answer["IdentityToken"].as_str().filter(|t| !t.is_empty()) {
+            Some(token) => json!({ "identitytoken": token }),
+            None => json!({
+                "auth": base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            }),
+        };
+        auths.insert(server.to_owned(), entry);
         write_auths(auths)
     }
 

@@ -83,8 +83,13 @@ pub struct InfoExtras {
     pub event_listeners: usize,
     /// The daemon's own labels, debug flag and the like.
     pub debug: bool,
-    /// Insecure registries (plain HTTP).
-    pub insecure_registries: Vec<String>,
+}
+
+/// Whether `s` is an `ADDRESS/PREFIX` network (an insecure-registries entry may be one).
+fn is_cidr(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(ip, bits)| {
+        ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()
+    })
 }
 
 /// `GET /info`.
@@ -119,7 +124,26 @@ pub fn info(engine: &Engine, extras: &InfoExtras) -> Result<Value> {
         })
         .unwrap_or(0);
     let mut insecure = vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()];
-    insecure.extend(extras.insecure_registries.iter().cloned());
+    let registry = engine.registry_settings();
+    // Docker's split: CIDRs here, registries by name in IndexConfigs (the docker CLI refuses
+    // anything else in InsecureRegistryCIDRs).
+    insecure.extend(registry.insecure.iter().filter(|r| is_cidr(r)).cloned());
+    let mirrors: Vec<String> = registry
+        .mirrors
+        .iter()
+        .map(|m| format!("{}/", m.url()))
+        .collect();
+    let mut index_configs = serde_json::Map::new();
+    index_configs.insert(
+        "docker.io".into(),
+        json!({ "Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true }),
+    );
+    for r in registry.insecure.iter().filter(|r| !is_cidr(r)) {
+        index_configs.insert(
+            r.clone(),
+            json!({ "Name": r, "Mirrors": [], "Secure": false, "Official": false }),
+        );
+    }
     Ok(json!({
         "ID": engine_id(engine),
         "Containers": containers.len(),
@@ -166,10 +190,8 @@ pub fn info(engine: &Engine, extras: &InfoExtras) -> Result<Value> {
             "AllowNondistributableArtifactsCIDRs": null,
             "AllowNondistributableArtifactsHostnames": null,
             "InsecureRegistryCIDRs": insecure,
-            "IndexConfigs": {
-                "docker.io": { "Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true }
-            },
-            "Mirrors": null,
+            "IndexConfigs": index_configs,
+            "Mirrors": mirrors,
         },
         "NCPU": ncpu,
         "MemTotal": mem_total,
