@@ -51,6 +51,9 @@ if [[ ${1:-} == __in_namespace ]]; then
         run_args+=(-n "$name" "$rt --root $state run --bundle $tmp/bundle $id")
         youki_args+=(-n "$name" "$rt --root $state create --bundle $tmp/bundle $id && $rt --root $state start $id && $rt --root $state delete --force $id")
     done
+    # The kernel's floor for this work, in the same run: a fork into new pid, mount, uts, ipc and
+    # network namespaces and an exec of /bin/true, nothing else (no rootfs, cgroup or state).
+    run_args+=(-n floor "unshare -pfmuin /bin/true")
     echo "== method run: $RUNS runs, $WARMUP warmup"
     hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
         --export-json "$tmp/run.json" "${run_args[@]}"
@@ -182,6 +185,19 @@ ratios() {
             awk -v a="$capsa" -v b="$m" -v p="$peer" 'BEGIN { printf "  capsa/%s = %.3f (ratio of medians)\n", p, a / b }'
         fi
     done
+    # Every runtime as a multiple of the namespace floor measured in the same run (the regression
+    # guard: a machine that got slower moves the floor too).
+    local floor
+    floor=$(median_of "$1" floor)
+    if [[ -n $floor ]]; then
+        for peer in capsa crun runc youki; do
+            local m
+            m=$(median_of "$1" "$peer")
+            if [[ -n $m ]]; then
+                awk -v a="$m" -v b="$floor" -v p="$peer" 'BEGIN { printf "  %s/floor = %.2f (floor: unshare -pfmuin /bin/true, %.2f ms)\n", p, a / b, b * 1000 }'
+            fi
+        done
+    fi
 }
 
 mkdir -p "$OUT"

@@ -149,6 +149,23 @@ fn bearer_tokens_from_a_token_server_end_to_end() -> Result<()> {
         "no token asked for both scopes: {mount:?}"
     );
 
+    // The docker CLI through capsad: `POST /auth` hands the CLI the identity token, which it
+    // keeps and sends back in X-Registry-Auth; capsad's pull then uses the refresh grant.
+    let daemon = capsa_tests::daemon::Daemon::start("reg-token-daemon")?;
+    daemon
+        .docker(&["login", "-u", "alice", "-p", "alice-secret", &host])?
+        .ok()?;
+    let kept = fs::read_to_string(daemon.dir().join("docker-config/config.json"))?;
+    ensure!(kept.contains("identitytoken"), "{kept}");
+    let before = tokens.requests()?.len();
+    daemon.docker(&["pull", &private])?.ok()?;
+    let pull = requests_since(&tokens, before)?;
+    ensure!(
+        !pull.is_empty() && pull.iter().all(|r| r["grant"] == "refresh_token"),
+        "{pull:?}"
+    );
+    drop(daemon);
+
     // Logged out: the identity token is forgotten and the private image refused again.
     other.capsa(&["logout", &host])?.ok()?;
     ensure!(!auth_file(&other).contains("identitytoken"));
@@ -187,8 +204,15 @@ fn docker_hub_mirrors_are_tried_first_and_fall_back_to_the_origin() -> Result<()
     let mirror_host = mirror.as_ref().context("mirror")?.host();
     let seed = EngineContext::new("reg-mirror-seed")?;
     seed.import_busybox("bb:1")?;
-    seed.capsa(&["push", "-q", "bb:1", &format!("{mirror_host}/library/bb:1")])?
+    for tag in ["1", "mirror-only"] {
+        seed.capsa(&[
+            "push",
+            "-q",
+            "bb:1",
+            &format!("{mirror_host}/library/bb:{tag}"),
+        ])?
         .ok()?;
+    }
     for tag in ["1", "origin-only"] {
         seed.capsa(&[
             "push",
@@ -239,6 +263,36 @@ fn docker_hub_mirrors_are_tried_first_and_fall_back_to_the_origin() -> Result<()
                 .contains("pulled docker.io/library/bb:origin-only"),
         "{pulled}"
     );
+
+    // The daemon reads the same file: through the docker CLI, an image only the mirror has and
+    // one only the origin has both pull.
+    let daemon = capsa_tests::daemon::Daemon::start_with_env(
+        "reg-mirror-daemon",
+        &["--config-file", &config],
+        &[("CAPSA_TEST_DOCKER_HUB_API", &origin.host())],
+    )?;
+    for tag in ["mirror-only", "origin-only"] {
+        let pulled = daemon.docker(&["pull", &format!("bb:{tag}")])?.ok()?;
+        ensure!(
+            pulled
+                .stdout
+                .contains(&format!("docker.io/library/bb:{tag}")),
+            "{pulled}"
+        );
+    }
+    let out = daemon
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "bb:mirror-only",
+            "echo",
+            "via capsad",
+        ])?
+        .ok()?;
+    ensure!(out.stdout == "via capsad\n", "{out}");
+    drop(daemon);
 
     // A mirror serving a tampered layer: refused by digest, fetched from the origin.
     let layer = stored_blobs(mirror.as_ref().context("mirror")?)?
@@ -383,6 +437,25 @@ fn credential_helpers_keep_the_login() -> Result<()> {
     Ok(())
 }
 
+/// Runs capsad with the configuration file `config` (and `--data-root` under `dir`), which must
+/// refuse to start; returns its stderr.
+fn capsad_refuses(dir: &Path, config: &str) -> Result<String> {
+    let daemon = Command::new(capsa_tests::daemon::sibling_bin("capsad")?)
+        .args(["--config-file", config, "-H"])
+        .arg(format!("unix://{}/never.sock", dir.display()))
+        .arg("--data-root")
+        .arg(dir.join("never-root"))
+        .arg("--exec-root")
+        .arg(dir.join("never-state"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&daemon.stderr).into_owned();
+    ensure!(
+        !daemon.status.success(),
+        "capsad started with {config}: {stderr}"
+    );
+    Ok(stderr)
+}
+
 #[test]
 fn the_configuration_file_is_checked_and_shared_by_the_cli_and_the_daemon() -> Result<()> {
     let mut ctx = EngineContext::new("reg-config")?;
@@ -407,19 +480,8 @@ fn the_configuration_file_is_checked_and_shared_by_the_cli_and_the_daemon() -> R
             out.code() != 0 && out.stderr.contains(&path) && out.stderr.contains(wanted),
             "{name}: {out}"
         );
-        let daemon = Command::new(capsa_tests::daemon::sibling_bin("capsad")?)
-            .args(["--config-file", &path, "-H"])
-            .arg(format!("unix://{}/never.sock", dir.display()))
-            .arg("--data-root")
-            .arg(dir.join("never-root"))
-            .arg("--exec-root")
-            .arg(dir.join("never-state"))
-            .output()?;
-        let stderr = String::from_utf8_lossy(&daemon.stderr);
-        ensure!(
-            !daemon.status.success() && stderr.contains(wanted),
-            "capsad with {name}: {stderr}"
-        );
+        let stderr = capsad_refuses(&dir, &path)?;
+        ensure!(stderr.contains(wanted), "capsad with {name}: {stderr}");
         ensure!(!dir.join("never-root").exists(), "capsad wrote a data root");
     }
     // A named file that does not exist is an error; a flag and the same key both set too.
@@ -437,6 +499,11 @@ fn the_configuration_file_is_checked_and_shared_by_the_cli_and_the_daemon() -> R
                 .contains("specified both as a flag and in the configuration file")
             && out.stderr.contains("data-root"),
         "{out}"
+    );
+    let stderr = capsad_refuses(&dir, &both)?;
+    ensure!(
+        stderr.contains("data-root: (from flag: ") && stderr.contains("/var/lib/elsewhere"),
+        "{stderr}"
     );
     ensure!(!Path::new("/var/lib/elsewhere").exists());
 

@@ -405,11 +405,7 @@ impl Client {
             } => {
                 let asked = Instant::now();
                 let token = self.token(realm, service.as_deref(), scope.as_deref())?;
-                let life = token
-                    .expires_in
-                    .map(Duration::from_secs)
-                    .unwrap_or(MINIMUM_TOKEN_LIFETIME)
-                    .max(MINIMUM_TOKEN_LIFETIME);
+                let life = token_life(token.expires_in);
                 Ok(Authorization {
                     header: format!("Bearer {}", token.value),
                     expires: asked.checked_add(life),
@@ -601,6 +597,15 @@ impl Client {
     }
 }
 
+/// How long a token is used: what the server said, at least [`MINIMUM_TOKEN_LIFETIME`] (a
+/// server that says nothing, or less, means 60 s, as Docker reads it).
+fn token_life(expires_in: Option<u64>) -> Duration {
+    expires_in
+        .map(Duration::from_secs)
+        .unwrap_or(MINIMUM_TOKEN_LIFETIME)
+        .max(MINIMUM_TOKEN_LIFETIME)
+}
+
 /// A token from a token server.
 struct Token {
     value: String,
@@ -637,4 +642,31 @@ fn error_detail(response: &mut Response<RespBody>) -> String {
             .join("; ");
     }
     text.chars().take(200).collect::<String>().trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_live_at_least_a_minute_and_expire_by_the_clock() {
+        assert_eq!(token_life(None), Duration::from_secs(60));
+        assert_eq!(token_life(Some(5)), Duration::from_secs(60));
+        assert_eq!(token_life(Some(300)), Duration::from_secs(300));
+        let challenge = Challenge::Basic;
+        let past = Authorization {
+            header: String::new(),
+            expires: Instant::now().checked_sub(Duration::from_secs(1)),
+            challenge: challenge.clone(),
+        };
+        let future = Authorization {
+            expires: Instant::now().checked_add(Duration::from_secs(60)),
+            ..past.clone()
+        };
+        let basic = Authorization {
+            expires: None,
+            ..past.clone()
+        };
+        assert!(past.expired() && !future.expired() && !basic.expired());
+    }
 }
