@@ -53,7 +53,8 @@ PACKAGES=(
     linux-image-amd64           # the VM's kernel and its modules (9p, overlay)
     kmod                        # modprobe --show-depends: the modules' load order
     cpio                        # the VM's initramfs
-    # The registry tests: htpasswd -B makes the registry's password file.
+    # The registry tests: htpasswd -B makes the registry's password file; their token server
+    # (tests/python/token_server.py) runs on python3 (from python3-venv) and signs with openssl.
     apache2-utils
     # The daemon's tests and benchmark: real clients of Docker's Engine API (the docker CLI 28
     # is on the machine already), the benchmark's dockerd, TLS certificates, a terminal, curl
