@@ -70,11 +70,18 @@ impl Cgroup {
             .to_string_lossy()
             .trim_start_matches('/')
             .to_string();
-        let mut manager = FsManager::new(&base).map_err(|e| Error::Step {
-            step: format!("open cgroup {}", self.path.display()),
-            message: e.to_string(),
-        })?;
+        // Opened on first use: cgroups-rs reads /proc/self/cgroup and mountinfo (twice) to
+        // find its hierarchies, which a container with only device rules (the default spec's:
+        // those are written below without it) does not need on the start path.
+        let mut manager: Option<FsManager> = None;
         let mut set = |field: &str, partial: LinuxResources| -> Result<()> {
+            let manager = match &mut manager {
+                Some(m) => m,
+                None => manager.insert(FsManager::new(&base).map_err(|e| Error::Step {
+                    step: format!("open cgroup {}", self.path.display()),
+                    message: e.to_string(),
+                })?),
+            };
             manager.set(&partial).map_err(|e| Error::Step {
                 step: format!(
                     "apply linux.resources.{field} to cgroup {}",

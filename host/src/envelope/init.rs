@@ -18,6 +18,7 @@ use super::{console, devices, rootfs};
 use crate::cgroups::{Cgroup, Layout};
 use crate::error::{Context, Error, Result, invalid};
 use crate::hooks::run_hooks;
+use crate::runtime::timing::mark;
 use crate::spec::Bundle;
 use crate::sys::clone::{Forked, fork_with};
 use crate::sys::fs::mkdir_all_in_root;
@@ -87,6 +88,7 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
         unshare(CloneFlags::CLONE_NEWCGROUP).with(|| "unshare(CLONE_NEWCGROUP)".to_string())?;
     }
     setsid().with(|| "setsid".to_string())?;
+    mark("init: placed, namespaces entered");
 
     // The rootfs, still seen from the host's root.
     let propagation = linux.rootfs_propagation().as_deref();
@@ -112,6 +114,7 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
         let with_proc = mounts.iter().any(|m| m.destination() == Path::new("/proc"));
         devices::create_symlinks(&root, with_proc)?;
     }
+    mark("init: mounts and devices");
 
     // The seccomp filter is compiled now, so `start` only loads it.
     let mut filter = linux
@@ -120,6 +123,7 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
         .map(|profile| Filter::compile(profile, Some(&args.seccomp_cache)))
         .transpose()
         .with(|| "linux.seccomp".into())?;
+    mark("init: seccomp compiled");
     let hooks = spec.hooks().as_ref();
     let mut state = String::new();
     // A seccomp notify listener is sent the OCI state, which comes with the hooks exchange.
@@ -150,6 +154,7 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     }
     drop(root);
     rootfs::switch_root(&args.bundle.rootfs, args.no_pivot)?;
+    mark("init: root switched");
 
     if let Some(name) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         sethostname(name).with(|| format!("sethostname({name})"))?;
@@ -186,6 +191,7 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     if !args.no_new_keyring {
         join_session_keyring(args.id);
     }
+    mark("init: readonly and masked paths, keyring");
     // From here on, with the seccomp filter possibly loaded early (see `assume_identity`), every
     // syscall the init makes until execve (the Ready/Start messages, accept4, startContainer
     // hooks) must pass the profile, and a notify agent gets its fd at create time.

@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 
 use super::START_SOCKET;
 use super::state::{ContainerDir, Record, StateRoot, Status};
+use super::timing;
 use crate::cgroups::{Cgroup, Layout};
 use crate::envelope::init::{self, InitArgs};
 use crate::envelope::namespaces::{NamespacePlan, write_id_maps};
@@ -74,7 +75,9 @@ impl Drop for Rollback {
 
 /// Creates container `options.id` from its bundle. The init is left waiting for `start`.
 pub fn create(root: &StateRoot, options: &CreateOptions) -> Result<Created> {
-    create_from(root, options, Bundle::load(&options.bundle)?, None)
+    let bundle = Bundle::load(&options.bundle)?;
+    timing::mark("bundle loaded");
+    create_from(root, options, bundle, None)
 }
 
 /// Like [`create`], for a caller that holds the container's terminal itself (the engine's
@@ -126,6 +129,7 @@ pub(crate) fn create_from(
         )?,
         None => None,
     };
+    timing::mark("wasm prepared");
     let dir = root.create(&options.id)?;
     let mut rollback = Rollback {
         init: None,
@@ -145,6 +149,7 @@ pub(crate) fn create_from(
     if !cgroup_existed {
         rollback.cgroup = Some(cgroup.clone());
     }
+    timing::mark("state dir and cgroup made");
 
     let console: Option<OwnedFd> = match &options.console_socket {
         Some(path) => Some(
@@ -214,9 +219,11 @@ pub(crate) fn create_from(
     drop(console);
     drop(wasm);
     rollback.init = Some(child);
+    timing::mark("init cloned");
 
     if into_cgroup.is_none() {
         cgroup.add(child.as_raw())?;
+        timing::mark("init placed in its cgroup");
     }
     if plan.new_user() && plan.joins.is_empty() {
         write_id_maps(child.as_raw(), linux)?;
@@ -266,7 +273,10 @@ pub(crate) fn create_from(
                 )?;
                 send(&parent_sync, &ToInit::HooksDone { state })?;
             }
-            Some(FromInit::Ready) => break,
+            Some(FromInit::Ready) => {
+                timing::mark("init ready (namespaces, rootfs, mounts, identity)");
+                break;
+            }
             Some(FromInit::Failed(message)) => {
                 return Err(Error::Step {
                     step: "container setup".into(),
@@ -293,6 +303,7 @@ pub(crate) fn create_from(
     record.recorded_status = Status::Created;
     dir.save_config(&bundle.config_json)?;
     dir.write(&record)?;
+    timing::mark("resources applied, state recorded");
     if let Some(pid_file) = &options.pid_file {
         write_atomic(pid_file, record.pid.to_string().as_bytes())?;
     }

@@ -47,9 +47,11 @@ pub(crate) fn destroy(dir: ContainerDir, record: &Record) -> Result<()> {
     if let Some(init) = init {
         let _ = init.wait_exit(Duration::from_secs(5));
     }
+    super::timing::mark("processes ended");
     if let Some(cgroup) = &record.cgroup {
         cgroup.remove()?;
     }
+    super::timing::mark("cgroup removed");
     let hooks = record.hooks.as_ref().and_then(|h| h.poststop().as_ref());
     if hooks.is_some() {
         let state = serde_json::to_string(&record.oci_state(Status::Stopped)).unwrap_or_default();

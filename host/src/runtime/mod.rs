@@ -12,6 +12,7 @@ mod ps;
 mod run;
 mod start;
 pub mod state;
+pub mod timing;
 mod tty;
 
 pub use control::{pause, resume, update};

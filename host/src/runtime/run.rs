@@ -13,6 +13,7 @@ use super::create::{CreateOptions, create_from};
 use super::delete::destroy;
 use super::start::mark_running;
 use super::state::StateRoot;
+use super::timing;
 use super::tty::Proxy;
 use crate::envelope::sync::{FromInit, ToInit};
 use crate::error::{Context, Error, Result};
@@ -24,6 +25,7 @@ use crate::sys::socket::{recv, send};
 pub fn run(root: &StateRoot, options: &CreateOptions, detach: bool) -> Result<i32> {
     // `run` in the foreground with a terminal and no console socket proxies the pty itself.
     let bundle = Bundle::load(&options.bundle)?;
+    timing::mark("bundle loaded");
     if bundle.process().is_none() {
         // `run` is create + start, and start needs a process: refuse before anything exists.
         return Err(crate::error::invalid(
@@ -63,13 +65,16 @@ pub fn run(root: &StateRoot, options: &CreateOptions, detach: bool) -> Result<i3
         });
     }
     mark_running(&dir, &mut record)?;
+    timing::mark("started (the payload exec'd)");
     if detach {
         return Ok(0);
     }
     // Release the lock while the container runs, so `kill`, `state` and `ps` work meanwhile.
     drop(dir);
     let code = Proxy::new(master, &forwarded)?.run(init)?;
+    timing::mark("payload exited");
     let (dir, record) = root.open(&options.id)?;
     destroy(dir, &record)?;
+    timing::mark("deleted");
     Ok(code)
 }

@@ -41,6 +41,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
         });
     }
     let _ = std::fs::remove_file(dir.path().join(START_SOCKET));
+    super::timing::mark("started (the payload exec'd)");
     mark_running(&dir, &mut record)
 }
 

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    capsa_host::runtime::timing::begin();
     let cli = cli::Cli::parse();
     if let Err(e) = logger::install(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("capsa-runtime: {e:#}");
