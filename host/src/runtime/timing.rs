@@ -1,8 +1,8 @@
 //! Phase timestamps of the start path, logged at debug level (`capsa-runtime --debug --log F`):
 //! where the milliseconds of a `create`, `start`, `run` or `delete` go, measured by the runtime
 //! itself. strace distorts exactly what matters here (a traced child makes the parent's cgroup v1
-//! attach wait for it: 18 ms under strace for a step that takes a fraction of one without), and
-//! perf sees functions, not steps.
+//! attach wait for it: 18 ms under strace for a step of 0.3–2.2 ms without), and perf sees
+//! functions, not steps (and not the time spent waiting).
 //!
 //! Each line is `phase NAME +T ms`, T counted from [`begin`] (the CLI calls it first thing, so
 //! the exec and the dynamic loader are what a wall-clock total has beyond the last phase).
