@@ -171,7 +171,10 @@ fn bearer_tokens_from_a_token_server_end_to_end() -> Result<()> {
     ensure!(!auth_file(&other).contains("identitytoken"));
     other.capsa(&["rmi", &private])?.ok()?;
     let denied = other.capsa(&["pull", "-q", &private])?;
-    ensure!(denied.code() != 0, "{denied}");
+    ensure!(
+        denied.code() != 0 && denied.stderr.contains("authentication required"),
+        "{denied}"
+    );
     Ok(())
 }
 
@@ -419,7 +422,10 @@ fn credential_helpers_keep_the_login() -> Result<()> {
     ensure!(kept.get(&host).is_none(), "{kept}");
     let third = with_helper("reg-helper-3")?;
     let refused = third.capsa(&["pull", "-q", &image])?;
-    ensure!(refused.code() != 0, "{refused}");
+    ensure!(
+        refused.code() != 0 && refused.stderr.contains("authentication required"),
+        "{refused}"
+    );
 
     // A helper that is not installed is named in the error (credHelpers, per registry).
     fs::write(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::registry::TempDir;
+use crate::registry::{TempDir, stop_child};
 
 /// How long the token server may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -155,7 +155,6 @@ impl TokenServer {
 
 impl Drop for TokenServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child, Duration::from_secs(5));
     }
 }

@@ -95,14 +95,6 @@ impl Daemon {
         })
     }
 
-    /// Registry settings for a pull or push (the engine's, with the request's auth).
-    pub fn registry_options(
-        &self,
-        auth: Option<capsa_images::registry::Auth>,
-    ) -> capsa_images::registry::RegistryOptions {
-        self.engine.registry_options(None, auth)
-    }
-
     /// Takes the attach connections waiting for container `id`.
     pub fn take_pending(&self, id: &str) -> Vec<OwnedFd> {
         self.pending_attach

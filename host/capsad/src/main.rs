@@ -101,7 +101,7 @@ impl Flags {
     /// Returns the file's warnings.
     fn apply_config_file(&mut self, matches: &ArgMatches) -> Result<Vec<String>> {
         let named = Flags::given(matches, "config_file");
-        let Some((file, warnings)) = ConfigFile::load(&self.config_file, named)? else {
+        let Some(file) = ConfigFile::load(&self.config_file, named)? else {
             return Ok(Vec::new());
         };
         let shown = |id: &str| -> Option<String> {
@@ -191,7 +191,7 @@ impl Flags {
                 .map(|u| format!("{}={}:{}", u.name, u.soft, u.hard))
                 .collect();
         }
-        Ok(warnings)
+        Ok(file.warnings())
     }
 }
 

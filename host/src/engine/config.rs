@@ -80,9 +80,8 @@ fn bad(path: &Path, reason: impl Into<String>) -> EngineError {
 
 impl ConfigFile {
     /// Reads and checks the file at `path`. A missing file is no configuration when `named` is
-    /// false (the default path), an error when the user named it. Returns the settings and
-    /// warnings to show (settings accepted that change nothing).
-    pub fn load(path: &Path, named: bool) -> Result<Option<(ConfigFile, Vec<String>)>> {
+    /// false (the default path), an error when the user named it.
+    pub fn load(path: &Path, named: bool) -> Result<Option<ConfigFile>> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => return Ok(None),
@@ -103,11 +102,11 @@ impl ConfigFile {
             .map_err(|e| bad(path, e.to_string()))?;
         config.raw = map;
         config.path = path.to_owned();
-        let warnings = config.check()?;
-        Ok(Some((config, warnings)))
+        config.check()?;
+        Ok(Some(config))
     }
 
-    fn check(&self) -> Result<Vec<String>> {
+    fn check(&self) -> Result<()> {
         let path = &self.path;
         let key = |k: &str, e: &dyn std::fmt::Display| bad(path, format!("{k}: {e}"));
         self.mirrors()?;
@@ -138,14 +137,19 @@ impl ConfigFile {
                 return Err(key(k, &format!("{} is not an absolute path", p.display())));
             }
         }
+        Ok(())
+    }
+
+    /// What to tell the user of settings that are accepted but change nothing.
+    pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.live_restore == Some(false) {
             warnings.push(format!(
                 "{}: live-restore false has no effect: capsa's containers always outlive the daemon",
-                path.display()
+                self.path.display()
             ));
         }
-        Ok(warnings)
+        warnings
     }
 
     /// Where the file was read from.
@@ -216,7 +220,7 @@ pub struct RegistrySettings {
 mod tests {
     use super::*;
 
-    fn load(text: &str) -> Result<Option<(ConfigFile, Vec<String>)>> {
+    fn load(text: &str) -> Result<Option<ConfigFile>> {
         let dir = std::env::temp_dir().join(format!("capsa-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{}.json", text.len()));
@@ -228,14 +232,14 @@ mod tests {
 
     #[test]
     fn docker_keys_are_read_and_bad_ones_named() {
-        let (c, warnings) = load(
+        let c = load(
             r#"{"registry-mirrors": ["https://m.example"], "insecure-registries": ["r:5000"],
                 "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2048}},
                 "live-restore": true, "data-root": "/srv/capsa"}"#,
         )
         .unwrap()
         .unwrap();
-        assert!(warnings.is_empty());
+        assert!(c.warnings().is_empty());
         assert_eq!(c.mirrors().unwrap()[0].url(), "https://m.example");
         assert_eq!(c.default_ulimits()[0].soft, 1024);
         assert!(c.sets("data-root") && !c.sets("exec-root"));
@@ -275,8 +279,8 @@ mod tests {
                 "{text}: {e}"
             );
         }
-        let (_, warnings) = load(r#"{"live-restore": false}"#).unwrap().unwrap();
-        assert_eq!(warnings.len(), 1);
+        let c = load(r#"{"live-restore": false}"#).unwrap().unwrap();
+        assert_eq!(c.warnings().len(), 1);
         assert!(
             ConfigFile::load(Path::new("/nonexistent/capsa.json"), false)
                 .unwrap()

@@ -247,13 +247,9 @@ pub(crate) fn update(
         }
         None => helper.erase(&server)?,
     };
-    let file_had = match read_file(&store_file(store))? {
-        Some(map)
-            if find_in(&map, registry, &store_file(store))
-                .ok()
-                .flatten()
-                .is_some() =>
-        {
+    let own = store_file(store);
+    let file_had = match read_file(&own)? {
+        Some(map) if find_in(&map, registry, &own).ok().flatten().is_some() => {
             update_file(store, registry, None)?
         }
         _ => false,

@@ -3,6 +3,7 @@
 //! verified against the digests the reference and the manifests name, exactly as the origin's.
 
 use super::error::{Error, Result};
+use super::reference::is_host;
 
 /// A validated mirror: `http(s)://host[:port]`, with no path (the mirror serves `/v2/` at its root,
 /// as Docker requires).
@@ -39,10 +40,7 @@ impl Mirror {
                 "credentials do not belong in the URL: use `capsa login HOST`",
             ));
         }
-        if !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        {
+        if !is_host(host) {
             return Err(bad("the host has characters a host name cannot have"));
         }
         Ok(Mirror {

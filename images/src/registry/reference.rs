@@ -59,11 +59,7 @@ impl ImageRef {
         } else {
             repository
         };
-        if registry.is_empty()
-            || !registry
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        {
+        if !is_host(&registry) {
             return Err(bad(
                 "the registry host has characters a host name cannot have",
             ));
@@ -135,6 +131,13 @@ impl ImageRef {
             ..self.clone()
         }
     }
+}
+
+/// Whether `s` can be a `host[:port]` (a name, an IPv4 or a bracketed IPv6 address, a port).
+pub(crate) fn is_host(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
 }
 
 /// Replaces Docker Hub's API host, **for tests only**: a registry on the loopback standing in for

@@ -305,7 +305,7 @@ pub async fn create(ctx: Ctx, req: Request<Incoming>) -> Reply {
     progress_stream(false, move |p| {
         let (repo, tagname) = split_for_status(&reference);
         p.line(json!({ "status": format!("Pulling from {repo}"), "id": tagname }));
-        let options = d.registry_options(auth);
+        let options = d.engine.registry_options(None, auth);
         let report = d
             .engine
             .pull(&reference, platform.as_deref(), &options, p)
@@ -380,7 +380,7 @@ pub async fn push(ctx: Ctx, name: &str, req: Request<Incoming>) -> Reply {
     progress_stream(true, move |p| {
         let (repo, tag) = split_for_status(&image);
         p.line(json!({ "status": format!("The push refers to repository [{repo}]") }));
-        let options = d.registry_options(auth);
+        let options = d.engine.registry_options(None, auth);
         let report = d.engine.push(&image, None, &options, p)?;
         let mut lines = Vec::new();
         if let Some(digest) = &report.manifest {

@@ -172,7 +172,7 @@ pub async fn auth(ctx: Ctx, req: Request<Incoming>) -> Reply {
     }
     let d = ctx.daemon.clone();
     let identity_token = blocking(move || {
-        let options = d.registry_options(None);
+        let options = d.engine.registry_options(None, None);
         d.engine
             .check_login(&server, &user, &password, &options)
             .map_err(|e| match e.http_status() {

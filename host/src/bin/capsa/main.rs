@@ -525,8 +525,8 @@ fn open_backend(cli: &Cli) -> Result<Box<dyn Backend>> {
     let mut default_ulimits = Vec::new();
     let (root, state, remap) = match config {
         None => (root, state, remap),
-        Some((file, warnings)) => {
-            for w in warnings {
+        Some(file) => {
+            for w in file.warnings() {
                 eprintln!("capsa: warning: {w}");
             }
             let shown = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
