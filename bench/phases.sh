@@ -9,7 +9,9 @@
 # namespace floor (`unshare -pfmuin /bin/true`) measured in the same sitting.
 #
 # A profile, not a comparison: debug logging itself costs a little (a formatted line per phase).
-# Usage: sudo bench/phases.sh [RUNS]   (default 200; the release build: cargo build --release -p capsa-host)
+# Usage: sudo bench/phases.sh [RUNS] [native|wasm]   (default 200 native runs; the release builds:
+# cargo build --release -p capsa-host && scripts/build-shim.sh --release). `wasm` profiles the
+# same envelope running bench/wasm.sh's hello-world module through capsa-shim (warm cache).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,6 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$repo/scripts/lib/bundle.sh"
 
 RUNS=${1:-200}
+KIND=${2:-native}
 CAPSA_RUNTIME=${CAPSA_RUNTIME:-$repo/target/release/capsa-runtime}
 
 die() {
@@ -43,7 +46,17 @@ trap cleanup EXIT
 
 mkdir -p "$work/bundle"
 make_busybox_rootfs "$work/bundle/rootfs"
-write_busybox_config "$work/bundle" '["/bin/true"]' "$cgroup" capsa-bench
+case $KIND in
+native) write_busybox_config "$work/bundle" '["/bin/true"]' "$cgroup" capsa-bench ;;
+wasm)
+    printf '#include <stdio.h>\nint main(void) { puts("hello from wasm"); return 0; }\n' >"$work/hello.c"
+    clang-14 --target=wasm32-wasi -O2 -Wl,--strip-all -o "$work/bundle/rootfs/hello.wasm" "$work/hello.c"
+    write_busybox_config "$work/bundle" '["/hello.wasm"]' "$cgroup" capsa-bench
+    jq '.annotations = {"run.oci.handler": "wasm"}' "$work/bundle/config.json" >"$work/c.json"
+    mv "$work/c.json" "$work/bundle/config.json"
+    ;;
+*) die "unknown kind $KIND (native or wasm)" ;;
+esac
 
 # Times come from $EPOCHREALTIME (bash 5: the clock without a fork), in microseconds.
 : >"$work/totals"
@@ -51,7 +64,7 @@ write_busybox_config "$work/bundle" '["/bin/true"]' "$cgroup" capsa-bench
 for ((i = 0; i < RUNS + 10; i++)); do
     log=$work/log-$i
     start=${EPOCHREALTIME/[.,]/}
-    "$CAPSA_RUNTIME" --debug --log "$log" --root "$work/state" run --bundle "$work/bundle" capsa-bench-phases
+    "$CAPSA_RUNTIME" --debug --log "$log" --root "$work/state" run --bundle "$work/bundle" capsa-bench-phases >/dev/null
     end=${EPOCHREALTIME/[.,]/}
     fstart=${EPOCHREALTIME/[.,]/}
     unshare -pfmuin /bin/true
@@ -67,7 +80,7 @@ for ((i = 0; i < RUNS + 10; i++)); do
 done
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
-echo "# capsa-runtime run, phases ($RUNS runs, medians), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "# capsa-runtime run of a $KIND bundle, phases ($RUNS runs, medians), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "machine: $(nproc) cores, kernel $(uname -r); cgroup v1 (unified unmounted); $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null || echo hybrid)"
 # Per run, each phase's time since the previous phase; then the median per phase name, in order.
 awk -F'\t' '

@@ -92,8 +92,14 @@ commands=(
     -n capsa-wasm "${capsa[*]} run --bundle $work/wasm bench-wasm"
     -n capsa-native "${capsa[*]} run --bundle $work/native bench-native"
 )
+# The floors, in the same run: the namespaces alone, and bare wasmtime (precompiled) inside them.
+commands+=(-n floor "unshare -pfmuin /bin/true")
 if [[ -n ${WASMTIME:-} ]]; then
+    "$WASMTIME" compile -o "$work/hello.cwasm" "$work/hello.wasm"
     commands+=(-n wasmtime "$WASMTIME run $work/hello.wasm")
+    commands+=(-n wasmtime-precompiled "$WASMTIME run --allow-precompiled $work/hello.cwasm")
+    commands+=(-n wasmtime-precompiled-unshare
+        "unshare -pfmuin $WASMTIME run --allow-precompiled $work/hello.cwasm")
 fi
 if [[ -n ${YOUKI:-} ]]; then
     mkdir -p "$work/youki"
@@ -118,10 +124,36 @@ echo "wasm.sh: warm starts ($RUNS runs, $WARMUP warmup)"
 hyperfine -N -i --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$OUT/warm.json" \
     "${commands[@]}" >/dev/null
 
+# A larger module for the cold start: 4000 functions of arithmetic (about 1 MB of code), where
+# compiling in parallel pays.
+{
+    echo '#include <stdio.h>'
+    for ((f = 0; f < 4000; f++)); do
+        echo "__attribute__((noinline)) int f$f(int x) { for (int i = 0; i < x % 7 + 3; i++) x = x * $((f + 3)) + (x >> 3) - i; return x ^ $f; }"
+    done
+    echo 'int main(int argc, char **argv) { int x = argc;'
+    for ((f = 0; f < 4000; f++)); do echo "x = f$f(x);"; done
+    echo 'printf("%d\n", x & 1); puts("hello from wasm"); return 0; }'
+} >"$work/large.c"
+clang-14 --target=wasm32-wasi -O1 -Wl,--strip-all -o "$work/large.wasm" "$work/large.c"
+mkdir -p "$work/large"
+make_busybox_rootfs "$work/large/rootfs"
+cp "$work/large.wasm" "$work/large/rootfs/hello.wasm"
+write_busybox_config "$work/large" '["/hello.wasm"]' "$cgroup-wasm" bench
+jq '.annotations = {"run.oci.handler": "wasm"}' "$work/large/config.json" >"$work/large/c.json"
+mv "$work/large/c.json" "$work/large/config.json"
+
 echo "wasm.sh: cold starts (cache emptied before each of $COLD_RUNS runs)"
+cold=(
+    -n capsa-wasm-cold "${capsa[*]} run --bundle $work/wasm bench-wasm"
+    -n capsa-large-cold "${capsa[*]} run --bundle $work/large bench-wasm"
+)
+if [[ -n ${WASMTIME:-} ]]; then
+    cold+=(-n wasmtime-compile "$WASMTIME compile -o $work/out.cwasm $work/hello.wasm")
+    cold+=(-n wasmtime-compile-large "$WASMTIME compile -o $work/out.cwasm $work/large.wasm")
+fi
 hyperfine -N --style basic --runs "$COLD_RUNS" --prepare "rm -rf $work/state/.wasm-cache" \
-    --export-json "$OUT/cold.json" \
-    -n capsa-wasm-cold "${capsa[*]} run --bundle $work/wasm bench-wasm" >/dev/null
+    --export-json "$OUT/cold.json" "${cold[@]}" >/dev/null
 
 median_ms() {
     jq -r --arg name "$2" '.results[] | select(.command == $name) | .median * 1000' "$1"
@@ -137,14 +169,26 @@ cranelift_symbols=$(nm "$shim" 2>/dev/null | grep -c cranelift_codegen || true)
     echo "capsa wasm benchmark, $(date -u +%F) on $(nproc) cores, $(uname -r)"
     printf '  %-16s median %7.2f ms\n' capsa-wasm "$(median_ms "$OUT/warm.json" capsa-wasm)"
     printf '  %-16s median %7.2f ms\n' capsa-native "$(median_ms "$OUT/warm.json" capsa-native)"
-    [[ -n ${WASMTIME:-} ]] && printf '  %-16s median %7.2f ms\n' wasmtime "$(median_ms "$OUT/warm.json" wasmtime)"
-    [[ -n ${YOUKI:-} ]] && printf '  %-16s median %7.2f ms\n' youki "$(median_ms "$OUT/warm.json" youki)"
-    printf '  %-16s median %7.2f ms\n' capsa-wasm-cold "$(median_ms "$OUT/cold.json" capsa-wasm-cold)"
-    wasm=$(median_ms "$OUT/warm.json" capsa-wasm)
-    for peer in capsa-native ${WASMTIME:+wasmtime} ${YOUKI:+youki}; do
-        awk -v a="$wasm" -v b="$(median_ms "$OUT/warm.json" "$peer")" -v p="$peer" \
-            'BEGIN { printf "  ratio capsa-wasm / %-12s %.2fx\n", p, a / b }'
+    for name in floor ${WASMTIME:+wasmtime wasmtime-precompiled wasmtime-precompiled-unshare} ${YOUKI:+youki}; do
+        printf '  %-30s median %7.2f ms\n' "$name" "$(median_ms "$OUT/warm.json" "$name")"
     done
+    for name in capsa-wasm-cold capsa-large-cold ${WASMTIME:+wasmtime-compile wasmtime-compile-large}; do
+        printf '  %-30s median %7.2f ms\n' "$name" "$(median_ms "$OUT/cold.json" "$name")"
+    done
+    ratio() { # ratio FILE A FILE B
+        awk -v a="$(median_ms "$1" "$2")" -v b="$(median_ms "$3" "$4")" -v n="$2 / $4" \
+            'BEGIN { printf "  ratio %-48s %.2fx\n", n, a / b }'
+    }
+    ratio "$OUT/warm.json" capsa-wasm "$OUT/warm.json" capsa-native
+    ratio "$OUT/warm.json" capsa-native "$OUT/warm.json" floor
+    if [[ -n ${WASMTIME:-} ]]; then
+        ratio "$OUT/warm.json" capsa-wasm "$OUT/warm.json" wasmtime-precompiled
+        ratio "$OUT/warm.json" capsa-wasm "$OUT/warm.json" wasmtime-precompiled-unshare
+        ratio "$OUT/warm.json" capsa-wasm "$OUT/warm.json" wasmtime
+        ratio "$OUT/cold.json" capsa-wasm-cold "$OUT/cold.json" wasmtime-compile
+        ratio "$OUT/cold.json" capsa-large-cold "$OUT/cold.json" wasmtime-compile-large
+    fi
+    [[ -n ${YOUKI:-} ]] && ratio "$OUT/warm.json" capsa-wasm "$OUT/warm.json" youki
     echo "  capsa-shim: $shim_bytes bytes, $cranelift_symbols symbols of Cranelift's code generator (cranelift_codegen)"
     echo "  peak RSS of a warm run (max of capsa-runtime and the shim): $rss_kb KB"
     echo "  peak RSS of capsa-shim alone running the module: $shim_rss_kb KB"

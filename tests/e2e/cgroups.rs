@@ -366,3 +366,78 @@ fn cgroup_create_with_an_impossible_cpuset_fails_and_leaves_nothing() -> Result<
     );
     ctx.assert_nothing_left(&id, &b)
 }
+
+/// Whether `pid` is listed in `cgroup.procs` of every directory (one per hierarchy: each v1
+/// controller and the v2 hierarchy) of the test cgroup `cgroup`.
+fn in_every_hierarchy(cgroup: &str, pid: i32) -> Result<()> {
+    let dirs = cgroup_dirs(cgroup)?;
+    ensure!(!dirs.is_empty(), "no cgroup hierarchy found for {cgroup}");
+    for dir in dirs {
+        let procs = read_trimmed(&dir.join("cgroup.procs"))?;
+        ensure!(
+            procs.lines().any(|l| l.trim() == pid.to_string()),
+            "process {pid} is not in {} (it holds {procs:?})",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The init joins its v1 directories itself (writing 0 to `tasks`, which spares the kernel's
+/// global migration lock) and is born in the v2 one; an exec'd process does the same; an init in
+/// a new user namespace cannot write the host's cgroup files and is placed by the runtime. Each
+/// way must leave the process in the container's cgroup of every hierarchy, and a cgroup
+/// namespace rooted there.
+#[test]
+fn cgroup_init_and_exec_are_placed_in_every_hierarchy_with_and_without_a_user_namespace()
+-> Result<()> {
+    use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceType};
+    let ctx = TestContext::new("cg-placed")?;
+    for user_namespace in [false, true] {
+        let mut b = ctx.bundle()?;
+        b.payload("sleep 1000");
+        b.namespace(LinuxNamespaceType::Cgroup, None);
+        if user_namespace {
+            b.namespace(LinuxNamespaceType::User, None);
+            let map = LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(0u32)
+                .size(65536u32)
+                .build()?;
+            b.linux().set_uid_mappings(Some(vec![map]));
+            b.linux().set_gid_mappings(Some(vec![map]));
+        }
+        let (id, _) = ctx.run_detached(&b)?;
+        let init = ctx.pid_of(&id)?;
+        in_every_hierarchy(&b.cgroup, init).with_context(|| format!("userns {user_namespace}"))?;
+        // Inside, every hierarchy's cgroup is the namespace's root.
+        let inside = ctx
+            .rt(&["exec", &id, "cat", "/proc/self/cgroup"])?
+            .ok()?
+            .stdout;
+        for line in inside.lines() {
+            ensure!(
+                line.ends_with(":/"),
+                "userns {user_namespace}: the cgroup namespace is not rooted at the container's \
+                 cgroup: {line:?} in\n{inside}"
+            );
+        }
+        let pid_file = ctx.dir().join(format!("exec-{user_namespace}.pid"));
+        ctx.rt(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            path_str(&pid_file)?,
+            &id,
+            "sleep",
+            "1000",
+        ])?
+        .ok()?;
+        let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+        ctx.guard().pid(pid);
+        in_every_hierarchy(&b.cgroup, pid)
+            .with_context(|| format!("exec'd process, userns {user_namespace}"))?;
+        ctx.rt(&["delete", "--force", &id])?.ok()?;
+    }
+    Ok(())
+}

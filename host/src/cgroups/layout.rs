@@ -28,7 +28,7 @@ pub enum Layout {
 impl Layout {
     /// Reads the layout of the calling process's mount namespace.
     pub fn detect() -> Result<Self> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo")
+        let text = crate::sys::proc::read_proc_file("/proc/self/mountinfo")
             .with(|| "read /proc/self/mountinfo".to_string())?;
         Ok(Self::parse(&text))
     }

@@ -148,12 +148,12 @@ impl Cgroup {
         Ok(())
     }
 
-    /// A handle on the v2 directory, for `clone3(CLONE_INTO_CGROUP)` on pure v2 hosts: the child
-    /// is born in the cgroup, with no window in which it runs outside it.
+    /// A handle on the v2 directory, for `clone3(CLONE_INTO_CGROUP)`: the child is born in the
+    /// cgroup, with no window in which it runs outside it, and no migration (which would wait for
+    /// an RCU grace period, see [`Cgroup::join_v1_self`]). On a hybrid host this places the child
+    /// in the unified hierarchy only; its v1 directories are joined separately.
     pub fn open_v2_dir(&self, layout: &Layout) -> Option<OwnedFd> {
-        if !layout.is_pure_v2() {
-            return None;
-        }
+        layout.unified()?;
         let dir = self.unified.as_ref()?;
         open(
             dir,
@@ -165,12 +165,44 @@ impl Cgroup {
 
     /// Moves `pid` into every directory of the cgroup.
     pub fn add(&self, pid: i32) -> Result<()> {
-        for dir in self.all_dirs() {
+        self.add_to(pid, true, true)
+    }
+
+    /// Moves `pid` into the cgroup's v1 directories (`v1`) and its v2 directory (`unified`): the
+    /// parts a process was not born in or did not join itself.
+    pub fn add_to(&self, pid: i32, v1: bool, unified: bool) -> Result<()> {
+        let v1_dirs = self.dirs.iter().filter(|_| v1);
+        for dir in v1_dirs.chain(self.unified.iter().filter(|_| unified)) {
             let procs = dir.join("cgroup.procs");
             std::fs::write(&procs, pid.to_string())
                 .with(|| format!("add process {pid} to {}", procs.display()))?;
         }
         Ok(())
+    }
+
+    /// Moves the calling process into every v1 directory of the cgroup, by writing `0` to each
+    /// hierarchy's `tasks` file.
+    ///
+    /// Why not `cgroup.procs`, from the parent: every migration of a process by pid takes the
+    /// kernel's global `cgroup_threadgroup_rwsem` for writing, and the first writer after a quiet
+    /// spell waits for an RCU grace period (0.3-2 ms on an idle machine, 10-20 ms on a busy one).
+    /// Migrating the *calling thread* through `tasks` is the one case the kernel exempts
+    /// (`cgroup_procs_write_start`: the thread cannot exit or exec under it). For a
+    /// single-threaded process, moving its thread is moving the process.
+    ///
+    /// The caller must be single-threaded and still privileged in the host's user namespace (a
+    /// process in a new user namespace may not write the host's cgroup files).
+    pub fn join_v1_self(&self) -> Result<()> {
+        for dir in &self.dirs {
+            let tasks = dir.join("tasks");
+            std::fs::write(&tasks, "0").with(|| format!("join {}", tasks.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the cgroup has directories in v1 hierarchies (a v1 or hybrid host).
+    pub fn has_v1_dirs(&self) -> bool {
+        !self.dirs.is_empty()
     }
 
     /// The pids in the cgroup (read from the first hierarchy that has the cgroup).

@@ -31,19 +31,66 @@ const ALWAYS_ALLOWED: [(LinuxDeviceType, Option<i64>, Option<i64>); 10] = [
     (LinuxDeviceType::C, Some(10), Some(200)),
 ];
 
-/// A missing major or minor means "any" (`*`). cgroups-rs 0.5 writes a missing number as 0 (so
-/// `c 136:*` became `c 136:0` and `c *:* m` became `c 0:0 m`) and writes `*` for -1: give it
-/// -1.
-fn v1_wildcards(mut rules: Vec<LinuxDeviceCgroup>) -> Vec<LinuxDeviceCgroup> {
-    for rule in &mut rules {
-        if rule.major().is_none() {
-            rule.set_major(Some(-1));
-        }
-        if rule.minor().is_none() {
-            rule.set_minor(Some(-1));
-        }
+/// A v1 device rule as the kernel reads it from `devices.allow`/`devices.deny`: `TYPE MAJ:MIN
+/// ACCESS`, a missing (or -1) number being `*`, a missing type `a` (all devices) and a missing
+/// access `rwm`, as in the v2 filter (device_filter.rs). An unbuffered character device (`u`) is a
+/// character device; a fifo (`p`) is nothing the cgroup controls: `None`.
+fn v1_device_rule(rule: &LinuxDeviceCgroup) -> Option<String> {
+    let typ = match rule.typ().unwrap_or(LinuxDeviceType::A) {
+        LinuxDeviceType::A => 'a',
+        LinuxDeviceType::B => 'b',
+        LinuxDeviceType::C | LinuxDeviceType::U => 'c',
+        LinuxDeviceType::P => return None,
+    };
+    let number = |n: Option<i64>| match n {
+        Some(n) if n >= 0 => n.to_string(),
+        _ => "*".to_string(),
+    };
+    let access: String = rule
+        .access()
+        .as_deref()
+        .unwrap_or("rwm")
+        .chars()
+        .filter(|c| matches!(c, 'r' | 'w' | 'm'))
+        .collect();
+    Some(format!(
+        "{typ} {}:{} {access}",
+        number(rule.major()),
+        number(rule.minor())
+    ))
+}
+
+/// Writes `rules`, in order, to the v1 devices cgroup `dir`: each rule is one `write` (the kernel
+/// parses one per call) to `devices.allow` or `devices.deny`, each file opened once. (cgroups-rs
+/// opened the file again for every rule and first read mountinfo twice to find the hierarchy:
+/// a dozen rules cost ~40 syscalls more on every container start.)
+fn write_v1_device_rules(dir: &std::path::Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+    use std::io::Write;
+    let mut allow: Option<std::fs::File> = None;
+    let mut deny: Option<std::fs::File> = None;
+    for rule in rules {
+        let Some(line) = v1_device_rule(rule) else {
+            continue;
+        };
+        let (slot, name) = if rule.allow() {
+            (&mut allow, "devices.allow")
+        } else {
+            (&mut deny, "devices.deny")
+        };
+        let path = dir.join(name);
+        let file = match slot {
+            Some(file) => file,
+            None => slot.insert(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .with(|| format!("open {}", path.display()))?,
+            ),
+        };
+        file.write_all(line.as_bytes())
+            .with(|| format!("write {line:?} to {}", path.display()))?;
     }
-    rules
+    Ok(())
 }
 
 /// The device rules to enforce: the config's, then the always-allowed ones.
@@ -148,9 +195,10 @@ impl Cgroup {
                     .ok_or_else(|| invalid("no cgroup v2 directory"))?;
                 device_filter::install(dir, &rules)?;
             } else {
-                let mut partial = LinuxResources::default();
-                partial.set_devices(Some(v1_wildcards(rules)));
-                set("devices", partial)?;
+                let dir = self
+                    .controller_dir(layout, "devices")
+                    .ok_or_else(|| invalid("no devices cgroup on this host"))?;
+                write_v1_device_rules(&dir, &rules)?;
             }
         }
         if let Some(rdma) = resources.rdma().as_ref().filter(|r| !r.is_empty()) {
@@ -400,4 +448,54 @@ fn write_field(dir: &std::path::Path, file: &str, value: &str, field: &str) -> R
 /// A cgroups-rs error in one line (its Display already carries the cause).
 fn describe(e: &cgroups_rs::manager::Error) -> String {
     e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(json: serde_json::Value) -> LinuxDeviceCgroup {
+        serde_json::from_value(json).expect("a device rule")
+    }
+
+    #[test]
+    fn v1_device_rules_are_written_as_the_kernel_reads_them() {
+        let cases = [
+            (
+                serde_json::json!({"allow": false, "access": "rwm"}),
+                "a *:* rwm",
+            ),
+            (
+                serde_json::json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}),
+                "c 1:3 rw",
+            ),
+            (
+                serde_json::json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}),
+                "c 136:* rwm",
+            ),
+            (
+                serde_json::json!({"allow": true, "type": "b", "major": -1, "minor": -1, "access": "m"}),
+                "b *:* m",
+            ),
+            (
+                serde_json::json!({"allow": true, "type": "u", "major": 4, "minor": 1}),
+                "c 4:1 rwm",
+            ),
+            (
+                serde_json::json!({"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rxw"}),
+                "c 5:0 rw",
+            ),
+        ];
+        for (json, expected) in cases {
+            assert_eq!(
+                v1_device_rule(&rule(json.clone())).as_deref(),
+                Some(expected),
+                "{json}"
+            );
+        }
+        assert_eq!(
+            v1_device_rule(&rule(serde_json::json!({"allow": true, "type": "p"}))),
+            None
+        );
+    }
 }

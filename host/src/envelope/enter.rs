@@ -113,6 +113,9 @@ pub struct EnterArgs<'a> {
     pub preserve_fds: u32,
     /// The wasm shim to exec instead of a native program (prepared by the runtime).
     pub wasm: Option<&'a crate::wasm::ShimExec>,
+    /// The container's cgroup when it has v1 directories, which the process joins itself before
+    /// anything else (see `Cgroup::join_v1_self`); its v2 part is joined at the fork.
+    pub join_v1_cgroup: Option<&'a crate::cgroups::Cgroup>,
 }
 
 /// Runs the new process's side; never returns. Exits 127 after reporting a failure.
@@ -132,6 +135,9 @@ fn enter_and_exec(args: &EnterArgs) -> Result<Infallible> {
     if let Some(mask) = &args.signal_mask {
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
             .with(|| "restore the signal mask".to_string())?;
+    }
+    if let Some(cgroup) = args.join_v1_cgroup {
+        cgroup.join_v1_self()?;
     }
     match recv::<ToInit>(&args.sync)? {
         Some(ToInit::Continue) => {}

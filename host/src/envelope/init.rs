@@ -34,6 +34,9 @@ pub struct InitArgs<'a> {
     /// Whether the cgroup namespace is created by `unshare` after the cgroup placement (it was
     /// left out of the clone flags so its root is the container's cgroup).
     pub unshare_cgroup_namespace: bool,
+    /// Whether the init moves itself into the cgroup's v1 directories first thing (the runtime
+    /// does it otherwise; see `Cgroup::join_v1_self`).
+    pub join_v1_cgroups: bool,
     /// The init's end of the sync socket.
     pub sync: RawFd,
     /// The listening socket `start` connects to (None for `run`, which starts over `sync`).
@@ -78,6 +81,10 @@ fn build_and_exec(args: &InitArgs) -> Result<Never> {
     let process = args.bundle.process();
     let plan = args.plan;
 
+    if args.join_v1_cgroups {
+        args.cgroup.join_v1_self()?;
+        mark("init: joined its v1 cgroups");
+    }
     wait_for(args.sync, "wait for cgroup placement")?;
     if !plan.joins.is_empty() {
         enter_namespaces_by_hand(args)?;

@@ -170,18 +170,25 @@ pub(crate) fn create_from(
     // Id-mapped mounts need user namespaces with their mappings, made here where /proc is the
     // host's (the init's pid namespace would hide the helper's pid).
     let idmap_userns = crate::envelope::mounts::idmap_namespaces(&bundle.spec, &plan)?;
+    // Placement without a migration by pid where the kernel allows it (a migration waits for an
+    // RCU grace period): the init is born in the v2 directory (CLONE_INTO_CGROUP) and joins the
+    // v1 ones itself (Cgroup::join_v1_self), unless it starts in a new user namespace, where it
+    // may not write the host's cgroup files; then the runtime moves it.
     let into_cgroup = cgroup.open_v2_dir(&layout);
-    // The cgroup namespace must be created once the init is in its cgroup, so its root is the
-    // container's cgroup: at clone time with CLONE_INTO_CGROUP, else by the init after placement.
     let mut clone_flags = plan.new;
-    let unshare_cgroup_namespace = plan.new.contains(CloneFlags::CLONE_NEWCGROUP)
-        && (into_cgroup.is_none() || !plan.joins.is_empty());
-    if unshare_cgroup_namespace {
-        clone_flags.remove(CloneFlags::CLONE_NEWCGROUP);
-    }
     if !plan.joins.is_empty() {
         // The init joins namespaces first and creates the new ones itself.
         clone_flags = CloneFlags::empty();
+    }
+    let init_joins_v1 = cgroup.has_v1_dirs() && !clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+    // The cgroup namespace must be created once the init is in its cgroup, so its root is the
+    // container's cgroup: at clone time when the clone places it completely, else by the init
+    // after placement.
+    let placed_at_clone = into_cgroup.is_some() && !cgroup.has_v1_dirs();
+    let unshare_cgroup_namespace = plan.new.contains(CloneFlags::CLONE_NEWCGROUP)
+        && (!placed_at_clone || !plan.joins.is_empty());
+    if unshare_cgroup_namespace {
+        clone_flags.remove(CloneFlags::CLONE_NEWCGROUP);
     }
 
     // SAFETY: capsa-runtime is single-threaded on this path (no threads are ever started).
@@ -201,6 +208,7 @@ pub(crate) fn create_from(
                 layout: &layout,
                 cgroup: &cgroup,
                 unshare_cgroup_namespace,
+                join_v1_cgroups: init_joins_v1,
                 sync: child_sync.into_raw_fd(),
                 start_listener: Some(listener.into_raw_fd()),
                 console_socket: console.map(|c| c.into_raw_fd()),
@@ -221,9 +229,11 @@ pub(crate) fn create_from(
     rollback.init = Some(child);
     timing::mark("init cloned");
 
-    if into_cgroup.is_none() {
-        cgroup.add(child.as_raw())?;
-        timing::mark("init placed in its cgroup");
+    let runtime_adds_v1 = cgroup.has_v1_dirs() && !init_joins_v1;
+    let runtime_adds_unified = cgroup.unified.is_some() && into_cgroup.is_none();
+    if runtime_adds_v1 || runtime_adds_unified {
+        cgroup.add_to(child.as_raw(), runtime_adds_v1, runtime_adds_unified)?;
+        timing::mark("init placed in its cgroup by the runtime");
     }
     if plan.new_user() && plan.joins.is_empty() {
         write_id_maps(child.as_raw(), linux)?;

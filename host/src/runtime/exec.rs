@@ -217,6 +217,7 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
                 signal_mask: saved_mask,
                 preserve_fds: options.preserve_fds,
                 wasm: wasm.as_ref(),
+                join_v1_cgroup: record.cgroup.as_ref().filter(|c| c.has_v1_dirs()),
             })
         }
         Forked::Parent(pid) => pid,
@@ -230,11 +231,12 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
     drop(namespaces);
     let mut reaper = Reaper(Some(child));
 
+    // The child joins the v1 directories itself (no RCU grace period: Cgroup::join_v1_self).
     if into_cgroup.is_none()
         && let Some(cgroup) = &record.cgroup
     {
         cgroup
-            .add(child.as_raw())
+            .add_to(child.as_raw(), false, true)
             .with(|| format!("join the cgroup of {}", options.id))?;
     }
     send(&sync, &ToInit::Continue)?;

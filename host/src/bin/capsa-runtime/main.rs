@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         eprintln!("capsa-runtime: {e:#}");
         return ExitCode::from(1);
     }
+    capsa_host::runtime::timing::mark("command line parsed, logger installed");
     match cli::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
