@@ -3,9 +3,10 @@
 # start to exit, container deleted, under capsa-runtime and its peers on the same machine.
 #
 # The bundle: a busybox-static rootfs, the default namespaces (pid, network, ipc, uts, mount,
-# cgroup), a cgroupsPath /capsa-bench-<pid>, process /bin/true, no terminal. Three methods, each
-# driven by hyperfine:
-#   run:    `RUNTIME run --bundle B ID` (which deletes the container when it exits, as runc does)
+# cgroup), a cgroupsPath /capsa-bench-<pid>, process /bin/true, no terminal. Four methods:
+#   run:    `RUNTIME run --bundle B ID` (which deletes the container when it exits, as runc does),
+#           under hyperfine, each runtime's runs in one block
+#   interleaved: the same, one run of each runtime per round (bash's clock), against drift
 #   seccomp: the same with podman's default seccomp profile (/usr/share/containers/seccomp.json,
 #           turned into the OCI form podman sends: x86_64 + x86 + x32, every unconditional rule)
 #   youki:  youki's published method: `create -b B ID && start ID && delete -f ID` under a shell,
@@ -57,6 +58,32 @@ if [[ ${1:-} == __in_namespace ]]; then
     echo "== method run: $RUNS runs, $WARMUP warmup"
     hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
         --export-json "$tmp/run.json" "${run_args[@]}"
+    # interleaved: the run method again, one run of each runtime (and the floor) per round, timed
+    # with bash's clock, so the machine's drift and the kernel's grace periods (which double a
+    # cgroup.procs write now and then) fall on all of them alike instead of on whichever
+    # hyperfine block they hit.
+    names=() commands=()
+    for entry in "$@"; do
+        names+=("${entry%%=*}")
+        commands+=("${entry#*=} --root $tmp/state-${entry%%=*} run --bundle $tmp/bundle capsa-bench-${entry%%=*}")
+    done
+    names+=(floor) commands+=("unshare -pfmuin /bin/true")
+    echo "== method interleaved: $RUNS rounds, $WARMUP warmup"
+    : >"$tmp/interleaved.txt"
+    for ((round = 0; round < RUNS + WARMUP; round++)); do
+        for i in "${!names[@]}"; do
+            start=${EPOCHREALTIME/[.,]/}
+            ${commands[$i]} >/dev/null # (split into words on purpose: the paths have no spaces)
+            end=${EPOCHREALTIME/[.,]/}
+            ((round < WARMUP)) || echo "${names[$i]} $((end - start))" >>"$tmp/interleaved.txt"
+        done
+    done
+    # The same JSON shape as hyperfine's, so the report reads both alike.
+    jq -Rn '[inputs | split(" ") | {name: .[0], t: (.[1] | tonumber / 1e6)}] | group_by(.name)
+        | {results: map((map(.t) | sort) as $t | ($t | add / length) as $m
+            | {command: .[0].name, times: $t, mean: $m, median: $t[$t | length / 2 | floor],
+               stddev: ($t | map((. - $m) * (. - $m)) | add / length | sqrt)})}' \
+        "$tmp/interleaved.txt" >"$tmp/interleaved.json"
     seccomp_args=()
     for entry in "$@"; do
         name=${entry%%=*} rt=${entry#*=}
@@ -213,6 +240,10 @@ mkdir -p "$OUT"
     summarize "$tmp/run.json"
     ratios "$tmp/run.json"
     echo
+    echo "method interleaved: as run, one run of each runtime and the floor per round; $RUNS rounds, $WARMUP warmup"
+    summarize "$tmp/interleaved.json"
+    ratios "$tmp/interleaved.json"
+    echo
     echo "method seccomp: as run, with podman's default seccomp profile ($(jq '[.syscalls[].names[]] | length' "$tmp/seccomp-profile.json") syscall names, 3 architectures)"
     summarize "$tmp/seccomp.json"
     ratios "$tmp/seccomp.json"
@@ -223,5 +254,6 @@ mkdir -p "$OUT"
 } | tee "$OUT/report.txt"
 cp "$tmp/run.json" "$OUT/run.json"
 cp "$tmp/seccomp.json" "$OUT/seccomp.json"
+cp "$tmp/interleaved.json" "$OUT/interleaved.json"
 cp "$tmp/youki.json" "$OUT/youki.json"
 echo "(report and hyperfine JSON in ${OUT#"$repo"/})"
