@@ -391,21 +391,14 @@ fn in_every_hierarchy(cgroup: &str, pid: i32) -> Result<()> {
 #[test]
 fn cgroup_init_and_exec_are_placed_in_every_hierarchy_with_and_without_a_user_namespace()
 -> Result<()> {
-    use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceType};
+    use oci_spec::runtime::LinuxNamespaceType;
     let ctx = TestContext::new("cg-placed")?;
     for user_namespace in [false, true] {
         let mut b = ctx.bundle()?;
         b.payload("sleep 1000");
         b.namespace(LinuxNamespaceType::Cgroup, None);
         if user_namespace {
-            b.namespace(LinuxNamespaceType::User, None);
-            let map = LinuxIdMappingBuilder::default()
-                .container_id(0u32)
-                .host_id(0u32)
-                .size(65536u32)
-                .build()?;
-            b.linux().set_uid_mappings(Some(vec![map]));
-            b.linux().set_gid_mappings(Some(vec![map]));
+            b.user_namespace(0);
         }
         let (id, _) = ctx.run_detached(&b)?;
         let init = ctx.pid_of(&id)?;

@@ -13,7 +13,7 @@ use capsa_tests::probe::{cap_mask, parse_cap_hex, status_field};
 use capsa_tests::rootfs::{USER_GID, USER_UID};
 use capsa_tests::runtime::CmdOutput;
 use nix::sys::signal::Signal;
-use oci_spec::runtime::{Capability, LinuxIdMappingBuilder, LinuxNamespaceType};
+use oci_spec::runtime::{Capability, LinuxNamespaceType};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -75,15 +75,8 @@ fn exec_enters_a_user_and_a_cgroup_namespace_too() -> Result<()> {
     let ctx = TestContext::new("exec-userns")?;
     let mut b = ctx.bundle()?;
     b.payload("sleep 1000");
-    b.namespace(LinuxNamespaceType::User, None);
+    b.user_namespace(0);
     b.namespace(LinuxNamespaceType::Cgroup, None);
-    let map = LinuxIdMappingBuilder::default()
-        .container_id(0u32)
-        .host_id(0u32)
-        .size(65536u32)
-        .build()?;
-    b.linux().set_uid_mappings(Some(vec![map]));
-    b.linux().set_gid_mappings(Some(vec![map]));
     let (id, _) = ctx.run_detached(&b)?;
     let out = exec_sh(&ctx, &id, COMPARE_NAMESPACES)?;
     assert_same_namespaces(&out)?;

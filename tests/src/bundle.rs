@@ -172,6 +172,21 @@ impl Bundle {
         self
     }
 
+    /// A new user namespace whose ids 0-65535 map to the host's from `host_id` on (uids and gids
+    /// alike).
+    pub fn user_namespace(&mut self, host_id: u32) -> &mut Self {
+        self.namespace(LinuxNamespaceType::User, None);
+        let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(host_id)
+            .size(65536u32)
+            .build()
+            .expect("a complete id mapping");
+        self.linux().set_uid_mappings(Some(vec![map]));
+        self.linux().set_gid_mappings(Some(vec![map]));
+        self
+    }
+
     /// Removes namespace `typ`: the payload shares the runtime's.
     pub fn without_namespace(&mut self, typ: LinuxNamespaceType) -> &mut Self {
         let linux = self.linux();

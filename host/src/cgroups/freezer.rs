@@ -56,12 +56,14 @@ impl Cgroup {
         self.freezer(layout).is_some_and(|f| f.is_frozen())
     }
 
-    /// Kills every process in the cgroup with SIGKILL.
-    pub fn kill_all(&self, layout: &Layout) -> Result<()> {
-        // The common case at delete: the container has exited and its cgroup is empty.
+    /// Kills every process in the cgroup with SIGKILL. The host's layout is read only when
+    /// something is left to kill: at delete the container has usually exited and its cgroup is
+    /// empty, and that check needs no mountinfo.
+    pub fn kill_all(&self) -> Result<()> {
         if self.pids()?.is_empty() {
             return Ok(());
         }
+        let layout = &Layout::detect()?;
         if let Some(dir) = &self.unified {
             let kill = dir.join("cgroup.kill");
             if layout.is_pure_v2() && kill.exists() {

@@ -152,8 +152,7 @@ impl Cgroup {
     /// cgroup, with no window in which it runs outside it, and no migration (which would wait for
     /// an RCU grace period, see [`Cgroup::join_v1_self`]). On a hybrid host this places the child
     /// in the unified hierarchy only; its v1 directories are joined separately.
-    pub fn open_v2_dir(&self, layout: &Layout) -> Option<OwnedFd> {
-        layout.unified()?;
+    pub fn open_v2_dir(&self) -> Option<OwnedFd> {
         let dir = self.unified.as_ref()?;
         open(
             dir,
@@ -161,11 +160,6 @@ impl Cgroup {
             Mode::empty(),
         )
         .ok()
-    }
-
-    /// Moves `pid` into every directory of the cgroup.
-    pub fn add(&self, pid: i32) -> Result<()> {
-        self.add_to(pid, true, true)
     }
 
     /// Moves `pid` into the cgroup's v1 directories (`v1`) and its v2 directory (`unified`): the

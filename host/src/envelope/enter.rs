@@ -113,8 +113,8 @@ pub struct EnterArgs<'a> {
     pub preserve_fds: u32,
     /// The wasm shim to exec instead of a native program (prepared by the runtime).
     pub wasm: Option<&'a crate::wasm::ShimExec>,
-    /// The container's cgroup when it has v1 directories, which the process joins itself before
-    /// anything else (see `Cgroup::join_v1_self`); its v2 part is joined at the fork.
+    /// The container's cgroup, whose v1 directories the process joins itself before anything
+    /// else (see `Cgroup::join_v1_self`); its v2 part is joined at the fork.
     pub join_v1_cgroup: Option<&'a crate::cgroups::Cgroup>,
 }
 

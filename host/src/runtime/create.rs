@@ -174,7 +174,7 @@ pub(crate) fn create_from(
     // RCU grace period): the init is born in the v2 directory (CLONE_INTO_CGROUP) and joins the
     // v1 ones itself (Cgroup::join_v1_self), unless it starts in a new user namespace, where it
     // may not write the host's cgroup files; then the runtime moves it.
-    let into_cgroup = cgroup.open_v2_dir(&layout);
+    let into_cgroup = cgroup.open_v2_dir();
     let mut clone_flags = plan.new;
     if !plan.joins.is_empty() {
         // The init joins namespaces first and creates the new ones itself.

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::state::{ContainerDir, Record, StateRoot, Status};
-use crate::cgroups::Layout;
 use crate::error::{Error, Result};
 use crate::hooks::run_hooks_warning;
 use crate::sys::pidfd::PidFd;
@@ -33,12 +32,11 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
 
 /// Kills whatever is left of the container and removes it.
 pub(crate) fn destroy(dir: ContainerDir, record: &Record) -> Result<()> {
-    let layout = Layout::detect()?;
     let init = PidFd::open(record.pid)
         .ok()
         .filter(|_| record.status() != Status::Stopped);
     match (&record.cgroup, &init) {
-        (Some(cgroup), _) => cgroup.kill_all(&layout)?,
+        (Some(cgroup), _) => cgroup.kill_all()?,
         (None, Some(init)) => {
             let _ = init.signal(libc::SIGKILL);
         }

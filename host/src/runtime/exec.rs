@@ -21,7 +21,6 @@ use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Sp
 
 use super::state::{StateRoot, Status};
 use super::tty::Proxy;
-use crate::cgroups::Layout;
 use crate::envelope::enter::{self, EnterArgs};
 use crate::envelope::sync::{FromInit, ToInit};
 use crate::error::{Context, Error, Result, invalid};
@@ -181,7 +180,7 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
         });
     }
     let into_cgroup = match &record.cgroup {
-        Some(cgroup) => cgroup.open_v2_dir(&Layout::detect()?),
+        Some(cgroup) => cgroup.open_v2_dir(),
         None => None,
     };
     let state = record.oci_state_json();
@@ -217,7 +216,7 @@ pub fn exec(root: &StateRoot, options: &ExecOptions) -> Result<i32> {
                 signal_mask: saved_mask,
                 preserve_fds: options.preserve_fds,
                 wasm: wasm.as_ref(),
-                join_v1_cgroup: record.cgroup.as_ref().filter(|c| c.has_v1_dirs()),
+                join_v1_cgroup: record.cgroup.as_ref(),
             })
         }
         Forked::Parent(pid) => pid,

@@ -3,7 +3,6 @@
 use nix::sys::signal::Signal;
 
 use super::state::{StateRoot, Status};
-use crate::cgroups::Layout;
 use crate::error::{Context, Error, Result, invalid};
 use crate::sys::pidfd::PidFd;
 
@@ -50,7 +49,7 @@ pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
             if signal == libc::SIGKILL {
                 // Freezes first (or uses cgroup.kill), so nothing forks away, and works on a
                 // paused container, whose frozen processes would otherwise not die.
-                cgroup.kill_all(&Layout::detect()?)?;
+                cgroup.kill_all()?;
             } else {
                 cgroup.signal_all(signal)?;
             }
