@@ -593,6 +593,42 @@ fn stop_sends_the_flag_or_image_stop_signal_first() -> Result<()> {
     Ok(())
 }
 
+/// `stop` of an `--restart always` container whose payload exits by itself every few ms: the
+/// stop lands before, during and after exits and restarts, and must succeed every time (a payload
+/// that exited between `stop` reading the state and signalling it once failed the stop with
+/// "does not exist").
+#[test]
+fn stop_of_a_restarting_container_succeeds_at_any_moment() -> Result<()> {
+    let ctx = EngineContext::new("engine-stop-restarting")?;
+    busybox_image(&ctx)?;
+    ctx.run(&[
+        "-d",
+        "--name",
+        "flap",
+        "--restart",
+        "always",
+        "bb:1",
+        "sh",
+        "-c",
+        "sleep 0.02; exit 1",
+    ])?
+    .ok()?;
+    for round in 0..12u64 {
+        if round > 0 {
+            ctx.capsa(&["start", "flap"])?.ok()?;
+        }
+        std::thread::sleep(Duration::from_millis(7 * round));
+        let stop = ctx.capsa(&["stop", "-t", "1", "flap"])?;
+        ensure!(stop.success(), "round {round}: {stop}");
+        let status = ctx
+            .capsa(&["inspect", "-f", "{{.State.Status}}", "flap"])?
+            .ok()?;
+        ensure!(status.stdout.trim() == "exited", "round {round}: {status}");
+    }
+    ctx.capsa(&["rm", "flap"])?.ok()?;
+    Ok(())
+}
+
 #[test]
 fn top_and_stats_show_a_running_container() -> Result<()> {
     let ctx = EngineContext::new("engine-usage")?;

@@ -720,6 +720,37 @@ impl Engine {
         }
     }
 
+    /// Sends `signal` to the payload for `stop`; false if there was none to signal because it
+    /// exited between `stop` reading its state and the signal (its monitor may already have
+    /// deleted the runtime container). A monitor that was restarting it when the stop mark was
+    /// written may still start the next run: that one is signalled instead.
+    fn signal_payload(&self, c: &ContainerRecord, signal: i32) -> Result<bool> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let gone = match runtime::kill(&self.runtime, &c.id, signal, false) {
+                Ok(()) => return Ok(true),
+                Err(
+                    e @ (crate::Error::NotFound(_)
+                    | crate::Error::WrongStatus { .. }
+                    | crate::Error::Sys {
+                        errno: nix::errno::Errno::ESRCH,
+                        ..
+                    }),
+                ) => e,
+                Err(e) => return Err(e.into()),
+            };
+            // The monitor ends soon after the exit, as the stop mark forbids a restart; or it
+            // was past its last look at the mark and starts one more run, signalled next round.
+            if !self.monitor_alive(c) {
+                return Ok(false);
+            }
+            if Instant::now() > deadline {
+                return Err(gone.into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The signal `stop` sends first: `--stop-signal`, else the image's StopSignal (both kept
     /// in the container's config), else SIGTERM.
     pub fn stop_signal(&self, c: &ContainerRecord) -> Result<i32> {
@@ -768,8 +799,7 @@ impl Engine {
             runtime::resume(&self.runtime, &c.id)?;
         }
         self.emit_container(c, "kill", &[("signal", signal.to_string())]);
-        runtime::kill(&self.runtime, &c.id, signal, false)?;
-        if !self.wait_gone(c, timeout) {
+        if self.signal_payload(c, signal)? && !self.wait_gone(c, timeout) {
             self.emit_container(c, "kill", &[("signal", libc::SIGKILL.to_string())]);
             let _ = runtime::kill(&self.runtime, &c.id, libc::SIGKILL, true);
             if !self.wait_gone(c, Duration::from_secs(10)) {
