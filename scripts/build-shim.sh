@@ -8,6 +8,10 @@
 # a message pointing here; the shim's [[bin]] needs the `binary` feature, so plain cargo builds do
 # not make one at all.
 #
+# It is also position-dependent (`relocation-model=static`: a static non-PIE, where a static-pie
+# relocates ~16,000 pointers before main at every container start: 148 page faults for a hello
+# module's run against 107, measured with perf stat; see bench/README.md).
+#
 # The shim is built alone (`-p capsa-shim`), so cargo does not unify the host's features into it:
 # it has wasmtime's runtime only, no Cranelift (checked below). `--target` keeps the static flag
 # off build scripts and proc-macros, and keeps this build out of target/<profile>'s own units.
@@ -28,7 +32,7 @@ esac
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
     cargo build "${cargo_profile[@]}" -p capsa-shim --bin capsa-shim --features binary --target "$host"
 
 built=$target_dir/$host/$profile/capsa-shim
@@ -36,6 +40,11 @@ built=$target_dir/$host/$profile/capsa-shim
 headers=$(readelf -lW "$built")
 if grep -q 'Requesting program interpreter' <<<"$headers"; then
     echo "build-shim.sh: $built is still dynamically linked" >&2
+    exit 1
+fi
+elf_header=$(readelf -hW "$built")
+if ! grep -q 'Type: *EXEC' <<<"$elf_header"; then
+    echo "build-shim.sh: $built is position-independent (expected a static non-PIE executable)" >&2
     exit 1
 fi
 # wasmtime's runtime uses cranelift's data-structure crates (cranelift_entity, _bforest); the

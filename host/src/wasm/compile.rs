@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Precompiled};
 
 use super::detect::{Kind, WasmProgram};
+use super::digest::{DigestCache, Sha256Digest, hex, parse_hex};
 use super::engine;
 use super::options::WasmOptions;
 use crate::error::{Context, Error, Result};
@@ -50,18 +51,18 @@ pub struct Artifact {
 /// `dir` or compiled now and stored there.
 pub fn cached_artifact(
     dir: &Path,
-    program: &WasmProgram,
+    program: &mut WasmProgram,
     options: &WasmOptions,
 ) -> Result<Artifact> {
     let engine = engine::compiler(&options.features)?;
-    let key = cache_key(
-        &program.binary,
-        program.kind,
-        &engine::compatibility_key(&engine),
-        &options.features,
-    );
-    let path = dir.join(format!("{key}.cwasm"));
-    match open_verified(&path, program.kind) {
+    let engine_key = engine::compatibility_key(&engine);
+    let digests = DigestCache::new(dir);
+    let digest = program.digest(&digests)?;
+    let path = dir.join(format!(
+        "{}.cwasm",
+        cache_key(&digest, program.kind, &engine_key, &options.features)
+    ));
+    match open_verified(&path, program.kind, &digests) {
         Ok(fd) => {
             return Ok(Artifact {
                 fd,
@@ -71,13 +72,20 @@ pub fn cached_artifact(
         }
         Err(reason) => log::debug!("wasm cache: {}: {reason}; compiling", path.display()),
     }
+    // What is compiled is keyed by the bytes read now (a remembered digest named the cache
+    // entry; the compiler gets the file's content as it is).
+    let digest: Sha256Digest = Sha256::digest(program.binary()?).into();
+    let path = dir.join(format!(
+        "{}.cwasm",
+        cache_key(&digest, program.kind, &engine_key, &options.features)
+    ));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .with(|| format!("create wasm cache {}", dir.display()))?;
     compile_in_child(&engine, program, &path)?;
-    let fd = open_verified(&path, program.kind).map_err(|reason| Error::Step {
+    let fd = open_verified(&path, program.kind, &digests).map_err(|reason| Error::Step {
         step: format!("wasm cache {}", path.display()),
         message: format!("the artifact just compiled does not verify: {reason}"),
     })?;
@@ -89,10 +97,15 @@ pub fn cached_artifact(
 }
 
 /// The cache key, hex: everything that decides what the compiled code is.
-fn cache_key(binary: &[u8], kind: Kind, engine_key: &str, features: &[(String, bool)]) -> String {
+fn cache_key(
+    module_digest: &Sha256Digest,
+    kind: Kind,
+    engine_key: &str,
+    features: &[(String, bool)],
+) -> String {
     let mut key = Sha256::new();
     key.update(b"capsa-wasm-cache-v1\0");
-    key.update(Sha256::digest(binary));
+    key.update(module_digest);
     key.update(match kind {
         Kind::Module => b"module\0".as_slice(),
         Kind::Component => b"component\0".as_slice(),
@@ -105,30 +118,44 @@ fn cache_key(binary: &[u8], kind: Kind, engine_key: &str, features: &[(String, b
     hex(&key.finalize())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn digest_path(artifact: &Path) -> PathBuf {
     let mut name = artifact.as_os_str().to_owned();
     name.push(".sha256");
     PathBuf::from(name)
 }
 
-/// Opens the artifact at `path` if it is whole and of the right kind; the reason otherwise.
-fn open_verified(path: &Path, kind: Kind) -> std::result::Result<OwnedFd, String> {
+/// Opens the artifact at `path` if it is whole and of the right kind; the reason otherwise. Its
+/// bytes are hashed unless `digests` remembers them for this very file (see [`super::digest`]).
+fn open_verified(
+    path: &Path,
+    kind: Kind,
+    digests: &DigestCache,
+) -> std::result::Result<OwnedFd, String> {
     // Opened once and checked through that descriptor: a rename meanwhile cannot swap what is
     // checked for what is run (entries are replaced by rename, never rewritten in place).
     let mut file = std::fs::File::open(path).map_err(|e| format!("open: {e}"))?;
+    let recorded = std::fs::read_to_string(digest_path(path))
+        .map_err(|e| format!("read its digest: {e}"))
+        .and_then(|text| {
+            parse_hex(&text).ok_or_else(|| format!("its recorded digest {text:?} is not SHA-256"))
+        })?;
     let mapped = MappedFile::new(&file)?;
     let bytes = mapped.bytes();
-    let recorded =
-        std::fs::read_to_string(digest_path(path)).map_err(|e| format!("read its digest: {e}"))?;
-    let actual = hex(&Sha256::digest(bytes));
-    if recorded.trim() != actual {
+    let actual = match digests.lookup(&file) {
+        Some(remembered) => remembered,
+        None => {
+            let actual: Sha256Digest = Sha256::digest(bytes).into();
+            if actual == recorded {
+                digests.remember(&file, &actual);
+            }
+            actual
+        }
+    };
+    if recorded != actual {
         return Err(format!(
-            "its SHA-256 is {actual}, the recorded one {} (corrupt or partly written)",
-            recorded.trim()
+            "its SHA-256 is {}, the recorded one {} (corrupt or partly written)",
+            hex(&actual),
+            hex(&recorded)
         ));
     }
     let expected = match kind {
@@ -197,8 +224,9 @@ impl Drop for MappedFile {
 
 /// Compiles `program` into `path` (and its digest) in a forked child; its error comes back over
 /// a pipe.
-fn compile_in_child(engine: &Engine, program: &WasmProgram, path: &Path) -> Result<()> {
-    let step = || format!("compile wasm program {}", program.path.display());
+fn compile_in_child(engine: &Engine, program: &mut WasmProgram, path: &Path) -> Result<()> {
+    let step_name = format!("compile wasm program {}", program.path.display());
+    let step = || step_name.clone();
     // A multi-threaded caller (the daemon) must not fork: it compiles in this process, where
     // Cranelift's threads and memory are no harm.
     if crate::sys::proc::thread_count() > 1 {
@@ -246,12 +274,14 @@ fn compile_in_child(engine: &Engine, program: &WasmProgram, path: &Path) -> Resu
 /// digest.
 fn compile_and_store(
     engine: &Engine,
-    program: &WasmProgram,
+    program: &mut WasmProgram,
     path: &Path,
 ) -> std::result::Result<(), String> {
-    let compiled = match program.kind {
-        Kind::Module => engine.precompile_module(&program.binary),
-        Kind::Component => engine.precompile_component(&program.binary),
+    let kind = program.kind;
+    let binary = program.binary().map_err(|e| e.to_string())?;
+    let compiled = match kind {
+        Kind::Module => engine.precompile_module(binary),
+        Kind::Component => engine.precompile_component(binary),
     }
     .map_err(|e| format!("{e:#}"))?;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
@@ -281,21 +311,27 @@ mod tests {
     use super::*;
 
     fn program(wat: &str) -> WasmProgram {
-        WasmProgram {
-            path: PathBuf::from("/test.wat"),
-            binary: wat::parse_str(wat).expect("wat"),
-            kind: Kind::Module,
-        }
+        crate::wasm::detect::to_binary(Path::new("/test.wat"), wat.as_bytes().to_vec())
+            .expect("wat")
+    }
+
+    /// The cache's artifacts and digest files (not its `digests` directory).
+    fn artifact_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .expect("cache dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .count()
     }
 
     #[test]
     fn artifacts_are_cached_verified_and_rebuilt_when_corrupt() {
         let dir = std::env::temp_dir().join(format!("capsa-wasm-cache-{}", std::process::id()));
         let options = WasmOptions::default();
-        let p = program(r#"(module (func (export "_start")))"#);
+        let mut p = program(r#"(module (func (export "_start")))"#);
 
-        let first = cached_artifact(&dir, &p, &options).expect("compile");
-        let entries = || std::fs::read_dir(&dir).expect("cache dir").count();
+        let first = cached_artifact(&dir, &mut p, &options).expect("compile");
+        let entries = || artifact_files(&dir);
         assert_eq!(entries(), 2, "artifact and digest");
         let mtime = || {
             std::fs::metadata(&first.path)
@@ -304,7 +340,7 @@ mod tests {
         };
         let compiled_at = mtime();
 
-        let second = cached_artifact(&dir, &p, &options).expect("hit");
+        let second = cached_artifact(&dir, &mut p, &options).expect("hit");
         assert_eq!(second.path, first.path);
         assert_eq!(mtime(), compiled_at, "a hit does not recompile");
 
@@ -313,19 +349,19 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
         std::fs::write(&first.path, &bytes).expect("corrupt");
-        assert!(open_verified(&first.path, Kind::Module).is_err());
-        let rebuilt = cached_artifact(&dir, &p, &options).expect("rebuild");
-        assert!(open_verified(&rebuilt.path, Kind::Module).is_ok());
+        assert!(open_verified(&first.path, Kind::Module, &DigestCache::new(&dir)).is_err());
+        let rebuilt = cached_artifact(&dir, &mut p, &options).expect("rebuild");
+        assert!(open_verified(&rebuilt.path, Kind::Module, &DigestCache::new(&dir)).is_ok());
 
         // A valid file of the wrong kind is not taken either.
-        assert!(open_verified(&first.path, Kind::Component).is_err());
+        assert!(open_verified(&first.path, Kind::Component, &DigestCache::new(&dir)).is_err());
 
         // Other features, another entry.
         let simd_off = WasmOptions {
             features: vec![("multi-memory".into(), false)],
             ..WasmOptions::default()
         };
-        let other = cached_artifact(&dir, &p, &simd_off).expect("other features");
+        let other = cached_artifact(&dir, &mut p, &simd_off).expect("other features");
         assert_ne!(other.path, first.path);
         assert_eq!(entries(), 4);
         std::fs::remove_dir_all(&dir).expect("cleanup");
@@ -334,16 +370,76 @@ mod tests {
     #[test]
     fn an_invalid_module_fails_with_the_compiler_message_and_leaves_nothing() {
         let dir = std::env::temp_dir().join(format!("capsa-wasm-bad-{}", std::process::id()));
-        let bad = WasmProgram {
-            path: PathBuf::from("/bad.wasm"),
-            binary: b"\0asm\x01\0\0\0\x01\xff".to_vec(),
-            kind: Kind::Module,
-        };
-        let error = cached_artifact(&dir, &bad, &WasmOptions::default())
+        let mut bad = crate::wasm::detect::to_binary(
+            Path::new("/bad.wasm"),
+            b"\0asm\x01\0\0\0\x01\xff".to_vec(),
+        )
+        .expect("a binary header");
+        let error = cached_artifact(&dir, &mut bad, &WasmOptions::default())
             .expect_err("invalid")
             .to_string();
         assert!(error.contains("/bad.wasm"), "{error}");
         assert_eq!(std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0), 0);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A warm start hashes neither module nor artifact once both have settled, and an artifact
+    /// changed in place (same size) is still caught: the change moves its ctime.
+    #[test]
+    fn remembered_digests_skip_hashing_and_an_in_place_change_is_still_caught() {
+        let dir = std::env::temp_dir().join(format!("capsa-wasm-settled-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let module = dir.join("m.wasm");
+        std::fs::write(
+            &module,
+            wat::parse_str(r#"(module (func (export "_start")))"#).expect("wat"),
+        )
+        .expect("module");
+        let cache = dir.join("cache");
+        let options = WasmOptions::default();
+        let from_file = || {
+            let root = std::fs::File::open(&dir).expect("root");
+            let process: oci_spec::runtime::Process = serde_json::from_value(serde_json::json!({
+                "args": ["/m.wasm"], "cwd": "/", "user": {"uid": 0, "gid": 0}
+            }))
+            .expect("process");
+            crate::wasm::detect::find_program(&root, &process, crate::wasm::Handler::Wasm)
+                .expect("find")
+                .expect("wasm")
+        };
+        let first = cached_artifact(&cache, &mut from_file(), &options).expect("compile");
+        std::thread::sleep(super::super::digest::SETTLED + std::time::Duration::from_millis(100));
+        // This start hashes both and remembers them.
+        cached_artifact(&cache, &mut from_file(), &options).expect("hit");
+        let digests = DigestCache::new(&cache);
+        let module_file = std::fs::File::open(&module).expect("module");
+        assert!(
+            digests.lookup(&module_file).is_some(),
+            "module digest remembered"
+        );
+        let artifact_file = std::fs::File::open(&first.path).expect("artifact");
+        assert!(
+            digests.lookup(&artifact_file).is_some(),
+            "artifact digest remembered"
+        );
+        // A hit now reads no module bytes: the program's file is never read past its header.
+        let mut program = from_file();
+        let hit = cached_artifact(&cache, &mut program, &options).expect("warm hit");
+        assert_eq!(hit.path, first.path);
+        assert!(program.binary.is_none(), "a warm start read the module");
+
+        let mut bytes = std::fs::read(&first.path).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&first.path)
+            .and_then(|mut f| f.write_all(&bytes))
+            .expect("corrupt in place");
+        assert!(open_verified(&first.path, Kind::Module, &digests).is_err());
+        let rebuilt = cached_artifact(&cache, &mut from_file(), &options).expect("rebuild");
+        assert!(open_verified(&rebuilt.path, Kind::Module, &digests).is_ok());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

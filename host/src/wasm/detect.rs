@@ -15,7 +15,9 @@
 //! with the `wat` crate.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+
+use sha2::{Digest, Sha256};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,8 @@ use oci_spec::runtime::Process;
 use crate::envelope::exec::DEFAULT_PATH;
 use crate::error::{Context, Error, Result, invalid};
 use crate::sys::fs::open_in_root;
+
+use super::digest::{DigestCache, Sha256Digest};
 
 /// crun's handler annotation (`wasm`, `wasm-smart`).
 pub const HANDLER: &str = "run.oci.handler";
@@ -137,15 +141,58 @@ pub fn is_wasm(handler: Handler, header: &[u8], name: &Path) -> Result<bool> {
     }
 }
 
-/// A wasm program read from the container's rootfs.
-#[derive(Debug, Clone)]
+/// A wasm program found in the container's rootfs. A binary module stays an open file until its
+/// bytes are needed (a warm start needs only its digest, which [`DigestCache`] may remember);
+/// text is converted when found.
+#[derive(Debug)]
 pub struct WasmProgram {
     /// Where it is, as the container sees it.
     pub path: PathBuf,
-    /// The module or component in binary form (text already converted).
-    pub binary: Vec<u8>,
     /// Module or component.
     pub kind: Kind,
+    /// The open file it came from, if any.
+    file: Option<std::fs::File>,
+    /// The module or component in binary form, once read (text already converted).
+    pub(super) binary: Option<Vec<u8>>,
+}
+
+impl WasmProgram {
+    /// The program in binary form, read from its file on first use.
+    pub fn binary(&mut self) -> Result<&[u8]> {
+        if self.binary.is_none() {
+            let file = self.file.as_mut().ok_or_else(|| Error::Step {
+                step: format!("read {}", self.path.display()),
+                message: "neither bytes nor a file".into(),
+            })?;
+            let mut bytes = Vec::new();
+            file.seek(SeekFrom::Start(0))
+                .and_then(|_| file.read_to_end(&mut bytes))
+                .with(|| format!("read {} in the rootfs", self.path.display()))?;
+            if Kind::of_binary(&bytes).ok() != Some(self.kind) {
+                return Err(Error::Step {
+                    step: format!("read {}", self.path.display()),
+                    message: "the file changed while the container was being made".into(),
+                });
+            }
+            self.binary = Some(bytes);
+        }
+        Ok(self.binary.as_deref().unwrap_or_default())
+    }
+
+    /// The SHA-256 of the binary: remembered in `digests` for the file it is read from, or
+    /// computed now (and remembered once the file has settled).
+    pub fn digest(&mut self, digests: &DigestCache) -> Result<Sha256Digest> {
+        if let (Some(file), None) = (&self.file, &self.binary)
+            && let Some(digest) = digests.lookup(file)
+        {
+            return Ok(digest);
+        }
+        let digest: Sha256Digest = Sha256::digest(self.binary()?).into();
+        if let Some(file) = &self.file {
+            digests.remember(file, &digest);
+        }
+        Ok(digest)
+    }
 }
 
 /// Finds `process.args[0]` in `root` (the container's rootfs) as execvp would: a name with a
@@ -205,6 +252,16 @@ pub fn find_program(
         if !wasm {
             return Ok(None);
         }
+        if FileType::of(&header) == FileType::WasmBinary {
+            let kind =
+                Kind::of_binary(&header).with(|| format!("wasm program {}", path.display()))?;
+            return Ok(Some(WasmProgram {
+                path,
+                kind,
+                file: Some(file),
+                binary: None,
+            }));
+        }
         let mut bytes = header;
         file.read_to_end(&mut bytes)
             .with(|| format!("read {} in the rootfs", path.display()))?;
@@ -236,8 +293,9 @@ pub fn to_binary(path: &Path, bytes: Vec<u8>) -> Result<WasmProgram> {
     let kind = Kind::of_binary(&binary).with(|| format!("wasm program {}", path.display()))?;
     Ok(WasmProgram {
         path: path.to_path_buf(),
-        binary,
         kind,
+        file: None,
+        binary: Some(binary),
     })
 }
 
@@ -314,9 +372,9 @@ mod tests {
 
     #[test]
     fn text_becomes_binary_and_bad_text_names_the_file() {
-        let p = to_binary(Path::new("/m.wat"), b"(module)".to_vec()).expect("wat");
+        let mut p = to_binary(Path::new("/m.wat"), b"(module)".to_vec()).expect("wat");
         assert_eq!(p.kind, Kind::Module);
-        assert!(p.binary.starts_with(CORE));
+        assert!(p.binary().expect("binary").starts_with(CORE));
         let c = to_binary(Path::new("/c.wat"), b"(component)".to_vec()).expect("component");
         assert_eq!(c.kind, Kind::Component);
         let error = to_binary(Path::new("/bad.wat"), b"garbage".to_vec()).expect_err("bad");

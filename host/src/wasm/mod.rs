@@ -8,10 +8,13 @@
 //! - [`detect`]: is the program wasm? (annotations, then the file at `process.args[0]`)
 //! - [`options`]: the `capsa.wasm/*` annotations, parsed once
 //! - [`compile`]: the module compiled ahead of time, cached under the state root, opened read-only
+//! - [`digest`]: the SHA-256s of module and artifact remembered by file identity (a warm start
+//!   hashes nothing)
 //! - [`shim`]: `capsa-shim` opened beside `capsa-runtime` and its command line ([`ShimExec`])
 
 pub mod compile;
 pub mod detect;
+pub mod digest;
 mod engine;
 pub mod options;
 pub mod shim;
@@ -58,11 +61,11 @@ pub fn prepare(
         Mode::empty(),
     )
     .with(|| format!("open rootfs {}", rootfs.display()))?;
-    let Some(program) = detect::find_program(&root, process, handler)? else {
+    let Some(mut program) = detect::find_program(&root, process, handler)? else {
         return Ok(None);
     };
     let options = WasmOptions::from_annotations(annotations)?;
-    let artifact = compile::cached_artifact(cache, &program, &options)?;
+    let artifact = compile::cached_artifact(cache, &mut program, &options)?;
     ShimExec::new(spec, bundle, process, &program, artifact, &options).map(Some)
 }
 
@@ -71,6 +74,6 @@ pub fn prepare(
 /// first container that runs it starts from the cache. The engine calls it when a wasm image is
 /// loaded or pulled. Returns the artifact's path.
 pub fn precompile(cache: &Path, path: &Path, bytes: Vec<u8>) -> Result<std::path::PathBuf> {
-    let program = detect::to_binary(path, bytes)?;
-    Ok(compile::cached_artifact(cache, &program, &WasmOptions::default())?.path)
+    let mut program = detect::to_binary(path, bytes)?;
+    Ok(compile::cached_artifact(cache, &mut program, &WasmOptions::default())?.path)
 }
