@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The wasm start benchmark (issue 4): how long `run` of a hello-world WASI module takes, start to
-# exit, container deleted, under capsa-runtime with a warm compilation cache, next to capsa's own
+# exit, container deleted, under capsa-runtime with a warm compilation cache (and the same for a
+# 10 MB module, next to bare wasmtime running it precompiled), next to capsa's own
 # native `/bin/true` in the same envelope, bare `wasmtime run` (no isolation) when WASMTIME=/path
 # is set, and youki's wasmtime executor when YOUKI=/path is set.
 #
@@ -80,9 +81,34 @@ write_busybox_config "$work/wasm" '["/hello.wasm"]' "$cgroup-wasm" bench
 jq '.annotations = {"run.oci.handler": "wasm"}' "$work/wasm/config.json" >"$work/wasm/c.json"
 mv "$work/wasm/c.json" "$work/wasm/config.json"
 
+# A 10 MB module (a 10 MB initialised data segment, as a language runtime compiled to wasm carries),
+# for the warm start of a large module: what a warm start costs beyond the hello module's is
+# reading and hashing module and artifact, which capsa remembers by file identity
+# (host/src/wasm/digest.rs).
+cat >"$work/big.c" <<'C'
+#include <stdio.h>
+#define MB (1024 * 1024)
+static const char payload[10 * MB] = { [0 ... 10 * MB - 1] = 7 };
+int main(int argc, char **argv) { (void)argv; printf("hello from wasm %d\n", payload[(argc * 7919) % (10 * MB)]); return 0; }
+C
+clang-14 --target=wasm32-wasi -O2 -Wl,--strip-all -o "$work/big.wasm" "$work/big.c"
+mkdir -p "$work/big"
+make_busybox_rootfs "$work/big/rootfs"
+cp "$work/big.wasm" "$work/big/rootfs/hello.wasm"
+write_busybox_config "$work/big" '["/hello.wasm"]' "$cgroup-wasm" bench
+jq '.annotations = {"run.oci.handler": "wasm"}' "$work/big/config.json" >"$work/big/c.json"
+mv "$work/big/c.json" "$work/big/config.json"
+
 capsa=("$CAPSA_RUNTIME" --root "$work/state")
 "${capsa[@]}" run --bundle "$work/wasm" bench-wasm | grep -q "hello from wasm" ||
     die "the wasm bundle does not print its greeting under capsa-runtime"
+"${capsa[@]}" run --bundle "$work/big" bench-wasm | grep -q "hello from wasm 7" ||
+    die "the 10 MB module does not print its greeting under capsa-runtime"
+# A warm start as it is from the third run on: digests are remembered once a file's last change is
+# 2 s old (the first run compiled the artifacts a moment ago).
+sleep 2.1
+"${capsa[@]}" run --bundle "$work/wasm" bench-wasm >/dev/null
+"${capsa[@]}" run --bundle "$work/big" bench-wasm >/dev/null
 
 # youki's `run` hung once in a few hundred runs here (its init a zombie, youki waiting, SIGTERM
 # ignored), which would stall the whole benchmark. A watchdog kills a youki of this benchmark
@@ -91,6 +117,7 @@ capsa=("$CAPSA_RUNTIME" --root "$work/state")
 commands=(
     -n capsa-wasm "${capsa[*]} run --bundle $work/wasm bench-wasm"
     -n capsa-native "${capsa[*]} run --bundle $work/native bench-native"
+    -n capsa-wasm-10mb "${capsa[*]} run --bundle $work/big bench-wasm"
 )
 # The floors, in the same run: the namespaces alone, and bare wasmtime (precompiled) inside them.
 commands+=(-n floor "unshare -pfmuin /bin/true")
@@ -100,6 +127,8 @@ if [[ -n ${WASMTIME:-} ]]; then
     commands+=(-n wasmtime-precompiled "$WASMTIME run --allow-precompiled $work/hello.cwasm")
     commands+=(-n wasmtime-precompiled-unshare
         "unshare -pfmuin $WASMTIME run --allow-precompiled $work/hello.cwasm")
+    "$WASMTIME" compile -o "$work/big.cwasm" "$work/big.wasm"
+    commands+=(-n wasmtime-10mb-precompiled "$WASMTIME run --allow-precompiled $work/big.cwasm")
 fi
 if [[ -n ${YOUKI:-} ]]; then
     mkdir -p "$work/youki"
@@ -169,7 +198,8 @@ cranelift_symbols=$(nm "$shim" 2>/dev/null | grep -c cranelift_codegen || true)
     echo "capsa wasm benchmark, $(date -u +%F) on $(nproc) cores, $(uname -r)"
     printf '  %-16s median %7.2f ms\n' capsa-wasm "$(median_ms "$OUT/warm.json" capsa-wasm)"
     printf '  %-16s median %7.2f ms\n' capsa-native "$(median_ms "$OUT/warm.json" capsa-native)"
-    for name in floor ${WASMTIME:+wasmtime wasmtime-precompiled wasmtime-precompiled-unshare} ${YOUKI:+youki}; do
+    printf '  %-16s median %7.2f ms\n' capsa-wasm-10mb "$(median_ms "$OUT/warm.json" capsa-wasm-10mb)"
+    for name in floor ${WASMTIME:+wasmtime wasmtime-precompiled wasmtime-precompiled-unshare wasmtime-10mb-precompiled} ${YOUKI:+youki}; do
         printf '  %-30s median %7.2f ms\n' "$name" "$(median_ms "$OUT/warm.json" "$name")"
     done
     for name in capsa-wasm-cold capsa-large-cold ${WASMTIME:+wasmtime-compile wasmtime-compile-large}; do
@@ -185,6 +215,7 @@ cranelift_symbols=$(nm "$shim" 2>/dev/null | grep -c cranelift_codegen || true)
         ratio "$OUT/warm.json" capsa-wasm "$OUT/warm.json" wasmtime-precompiled
         ratio "$OUT/warm.json" capsa-wasm "$OUT/warm.json" wasmtime-precompiled-unshare
         ratio "$OUT/warm.json" capsa-wasm "$OUT/warm.json" wasmtime
+        ratio "$OUT/warm.json" capsa-wasm-10mb "$OUT/warm.json" wasmtime-10mb-precompiled
         ratio "$OUT/cold.json" capsa-wasm-cold "$OUT/cold.json" wasmtime-compile
         ratio "$OUT/cold.json" capsa-large-cold "$OUT/cold.json" wasmtime-compile-large
     fi
