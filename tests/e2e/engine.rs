@@ -421,6 +421,18 @@ fn detached_container_outlives_the_cli_with_logs_exec_stop_wait_rm() -> Result<(
         .capsa(&["ps", "--format", "{{.Names}} {{.State}}"])?
         .ok()?;
     assert!(ps.stdout.contains("d running"), "{ps}");
+    // The monitor's attach socket is reachable by root only, whatever the umask.
+    let attach_mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(ctx.state.join("attach"))?
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        attach_mode, 0o700,
+        "the attach directory is {attach_mode:o}"
+    );
     let follow = ctx
         .command(&["logs", "-f", "d"])
         .stdout(Stdio::piped())

@@ -429,7 +429,10 @@ impl<'a> Monitor<'a> {
             .io("open", "/dev/null")?;
         let socket = attach::socket_path(&engine.state, &c.id);
         if let Some(parent) = socket.parent() {
+            // Only root may attach to a container, whatever the umask: the directory is 0700.
             std::fs::create_dir_all(parent).io("mkdir", parent)?;
+            std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .io("chmod 0700", parent)?;
         }
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket).io("bind", &socket)?;
