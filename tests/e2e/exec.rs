@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use capsa_tests::bundle::Bundle;
-use capsa_tests::console::{ConsoleSocket, read_until_hangup};
+use capsa_tests::console::{ConsoleSocket, read_until_contains, read_until_hangup};
 use capsa_tests::context::{TestContext, path_str, skip};
 use capsa_tests::probe::{cap_mask, parse_cap_hex, status_field};
 use capsa_tests::rootfs::{USER_GID, USER_UID};
@@ -329,8 +329,10 @@ fn exec_with_tty_sends_a_pty_master_to_the_console_socket() -> Result<()> {
     )?
     .ok()?;
     let master = socket.receive_master(WAIT)?;
+    // Typed once the payload is about to read it, so the tty's echo cannot land in its output.
+    let before = read_until_contains(&master, "stdout-is-a-tty\r\n", WAIT)?;
     nix::unistd::write(&master, b"hello\n")?;
-    let out = read_until_hangup(&master, WAIT)?;
+    let out = before + &read_until_hangup(&master, WAIT)?;
     let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
     ensure!(
         lines.iter().any(|l| l.starts_with("/dev/pts/")),

@@ -80,13 +80,37 @@ impl ConsoleSocket {
 
 /// Reads from a pty master until the slave side is closed by everyone (EIO) or `timeout`.
 pub fn read_until_hangup(master: &OwnedFd, timeout: Duration) -> Result<String> {
+    read_pty(master, timeout, None)
+}
+
+/// Reads from `master` until what was read contains `needle` (the payload is at a known point,
+/// e.g. about to `read` its input: typing earlier lets the tty's echo land in the middle of the
+/// payload's output). Fails if the pty hangs up first or `timeout` passes.
+pub fn read_until_contains(master: &OwnedFd, needle: &str, timeout: Duration) -> Result<String> {
+    let out = read_pty(master, timeout, Some(needle))?;
+    if !out.contains(needle) {
+        bail!("the pty hung up before {needle:?} appeared; read: {out:?}");
+    }
+    Ok(out)
+}
+
+fn read_pty(master: &OwnedFd, timeout: Duration, needle: Option<&str>) -> Result<String> {
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     loop {
+        if let Some(needle) = needle
+            && String::from_utf8_lossy(&out).contains(needle)
+        {
+            break;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             bail!(
-                "the pty was not hung up within {timeout:?}; read so far: {:?}",
+                "{} within {timeout:?}; read so far: {:?}",
+                match needle {
+                    Some(n) => format!("{n:?} did not appear on the pty"),
+                    None => "the pty was not hung up".to_owned(),
+                },
                 String::from_utf8_lossy(&out)
             );
         }
