@@ -22,13 +22,13 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use capsa_images::Digest;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::pipe2;
-use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Precompiled};
 
 use super::detect::{Kind, WasmProgram};
-use super::digest::{DigestCache, Sha256Digest, hex, parse_hex};
+use super::digest::DigestCache;
 use super::engine;
 use super::options::WasmOptions;
 use crate::error::{Context, Error, Result};
@@ -72,13 +72,18 @@ pub fn cached_artifact(
         }
         Err(reason) => log::debug!("wasm cache: {}: {reason}; compiling", path.display()),
     }
-    // What is compiled is keyed by the bytes read now (a remembered digest named the cache
-    // entry; the compiler gets the file's content as it is).
-    let digest: Sha256Digest = Sha256::digest(program.binary()?).into();
-    let path = dir.join(format!(
-        "{}.cwasm",
-        cache_key(&digest, program.kind, &engine_key, &options.features)
-    ));
+    // What is compiled is keyed by the bytes it is compiled from: a remembered digest only named
+    // the entry looked up, so the file is read (and hashed) now; a digest of bytes already read
+    // is theirs.
+    let path = if program.is_read() {
+        path
+    } else {
+        let digest = Digest::of_bytes(program.binary()?);
+        dir.join(format!(
+            "{}.cwasm",
+            cache_key(&digest, program.kind, &engine_key, &options.features)
+        ))
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -96,26 +101,25 @@ pub fn cached_artifact(
     })
 }
 
-/// The cache key, hex: everything that decides what the compiled code is.
+/// The cache key, hex: the SHA-256 of everything that decides what the compiled code is.
 fn cache_key(
-    module_digest: &Sha256Digest,
+    module_digest: &Digest,
     kind: Kind,
     engine_key: &str,
     features: &[(String, bool)],
 ) -> String {
-    let mut key = Sha256::new();
-    key.update(b"capsa-wasm-cache-v1\0");
-    key.update(module_digest);
-    key.update(match kind {
-        Kind::Module => b"module\0".as_slice(),
-        Kind::Component => b"component\0".as_slice(),
-    });
-    key.update(engine_key.as_bytes());
-    key.update(b"\0");
+    let mut key = format!(
+        "capsa-wasm-cache-v2\0{}\0{}\0{engine_key}\0",
+        module_digest.hex(),
+        match kind {
+            Kind::Module => "module",
+            Kind::Component => "component",
+        }
+    );
     for (name, on) in features {
-        key.update(format!("{name}={}\0", if *on { "on" } else { "off" }));
+        key.push_str(&format!("{name}={}\0", if *on { "on" } else { "off" }));
     }
-    hex(&key.finalize())
+    Digest::of_bytes(key.as_bytes()).hex().to_owned()
 }
 
 fn digest_path(artifact: &Path) -> PathBuf {
@@ -137,14 +141,15 @@ fn open_verified(
     let recorded = std::fs::read_to_string(digest_path(path))
         .map_err(|e| format!("read its digest: {e}"))
         .and_then(|text| {
-            parse_hex(&text).ok_or_else(|| format!("its recorded digest {text:?} is not SHA-256"))
+            Digest::from_hex(text.trim())
+                .map_err(|_| format!("its recorded digest {text:?} is not SHA-256"))
         })?;
     let mapped = MappedFile::new(&file)?;
     let bytes = mapped.bytes();
     let actual = match digests.lookup(&file) {
         Some(remembered) => remembered,
         None => {
-            let actual: Sha256Digest = Sha256::digest(bytes).into();
+            let actual = Digest::of_bytes(bytes);
             if actual == recorded {
                 digests.remember(&file, &actual);
             }
@@ -154,8 +159,8 @@ fn open_verified(
     if recorded != actual {
         return Err(format!(
             "its SHA-256 is {}, the recorded one {} (corrupt or partly written)",
-            hex(&actual),
-            hex(&recorded)
+            actual.hex(),
+            recorded.hex()
         ));
     }
     let expected = match kind {
@@ -301,7 +306,7 @@ fn compile_and_store(
     }
     write_atomic(
         &digest_path(path),
-        hex(&Sha256::digest(&compiled)).as_bytes(),
+        Digest::of_bytes(&compiled).hex().as_bytes(),
     )
     .map_err(|e| e.to_string())
 }

@@ -16,8 +16,6 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-
-use sha2::{Digest, Sha256};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -30,7 +28,9 @@ use crate::envelope::exec::DEFAULT_PATH;
 use crate::error::{Context, Error, Result, invalid};
 use crate::sys::fs::open_in_root;
 
-use super::digest::{DigestCache, Sha256Digest};
+use capsa_images::Digest;
+
+use super::digest::DigestCache;
 
 /// crun's handler annotation (`wasm`, `wasm-smart`).
 pub const HANDLER: &str = "run.oci.handler";
@@ -179,15 +179,21 @@ impl WasmProgram {
         Ok(self.binary.as_deref().unwrap_or_default())
     }
 
+    /// Whether the binary is in memory (text converted, or a file already read): a digest of
+    /// the program is then one of these very bytes.
+    pub fn is_read(&self) -> bool {
+        self.binary.is_some()
+    }
+
     /// The SHA-256 of the binary: remembered in `digests` for the file it is read from, or
     /// computed now (and remembered once the file has settled).
-    pub fn digest(&mut self, digests: &DigestCache) -> Result<Sha256Digest> {
+    pub fn digest(&mut self, digests: &DigestCache) -> Result<Digest> {
         if let (Some(file), None) = (&self.file, &self.binary)
             && let Some(digest) = digests.lookup(file)
         {
             return Ok(digest);
         }
-        let digest: Sha256Digest = Sha256::digest(self.binary()?).into();
+        let digest = Digest::of_bytes(self.binary()?);
         if let Some(file) = &self.file {
             digests.remember(file, &digest);
         }

@@ -26,21 +26,17 @@
 //! is missing, unreadable or for another identity means hashing again, never an error.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
+use capsa_images::Digest;
 
 use crate::sys::fs::write_atomic;
 
 /// How old a file's last change must be before its digest is remembered.
 pub const SETTLED: Duration = Duration::from_secs(2);
-
-/// A SHA-256 digest.
-pub type Sha256Digest = [u8; 32];
 
 /// The remembered digests of one wasm cache.
 #[derive(Debug, Clone)]
@@ -57,33 +53,33 @@ impl DigestCache {
     }
 
     /// The digest remembered for `file`'s current identity, if any.
-    pub fn lookup(&self, file: &File) -> Option<Sha256Digest> {
+    pub fn lookup(&self, file: &File) -> Option<Digest> {
         self.lookup_identity(&identity(file)?)
     }
 
     /// Records that `file`'s content hashes to `digest` (computed by the caller from the bytes
     /// it read through this same open file), if its identity has settled.
-    pub fn remember(&self, file: &File, digest: &Sha256Digest) {
+    pub fn remember(&self, file: &File, digest: &Digest) {
         if let Some(id) = identity(file).filter(|id| id.settled) {
             self.remember_identity(&id, digest);
         }
     }
 
     fn entry(&self, id: &Identity) -> PathBuf {
-        self.dir.join(hex(&Sha256::digest(id.text.as_bytes())))
+        self.dir.join(Digest::of_bytes(id.text.as_bytes()).hex())
     }
 
-    fn lookup_identity(&self, id: &Identity) -> Option<Sha256Digest> {
+    fn lookup_identity(&self, id: &Identity) -> Option<Digest> {
         let text = std::fs::read_to_string(self.entry(id)).ok()?;
         let (recorded, digest) = text.trim_end().split_once('\n')?;
         if recorded != id.text {
             return None;
         }
-        parse_hex(digest)
+        Digest::from_hex(digest).ok()
     }
 
-    fn remember_identity(&self, id: &Identity, digest: &Sha256Digest) {
-        let text = format!("{}\n{}\n", id.text, hex(digest));
+    fn remember_identity(&self, id: &Identity, digest: &Digest) {
+        let text = format!("{}\n{}\n", id.text, digest.hex());
         let stored = std::fs::create_dir_all(&self.dir)
             .map_err(|e| e.to_string())
             .and_then(|()| {
@@ -138,41 +134,6 @@ fn identity(file: &File) -> Option<Identity> {
     Some(Identity { text, settled })
 }
 
-/// SHA-256 of the whole file, read in 256 KiB pieces (no buffer as large as the file).
-pub fn hash_file(file: &mut File) -> std::io::Result<Sha256Digest> {
-    use std::io::{Seek, SeekFrom};
-    file.seek(SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(hasher.finalize().into())
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A digest from its hex form.
-pub fn parse_hex(text: &str) -> Option<Sha256Digest> {
-    let text = text.trim();
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (i, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(digest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,12 +167,12 @@ mod tests {
         std::thread::sleep(SETTLED + Duration::from_millis(100));
     }
 
-    fn digest_of(cache: &DigestCache, path: &Path) -> Sha256Digest {
-        let mut file = File::open(path).expect("open");
+    fn digest_of(cache: &DigestCache, path: &Path) -> Digest {
+        let file = File::open(path).expect("open");
         if let Some(d) = cache.lookup(&file) {
             return d;
         }
-        let d = hash_file(&mut file).expect("hash");
+        let d = Digest::of_bytes(&std::fs::read(path).expect("read"));
         cache.remember(&file, &d);
         d
     }
@@ -222,7 +183,7 @@ mod tests {
         let cache = DigestCache::new(&dir.path().join("cache"));
         let path = dir.path().join("module.wasm");
         std::fs::write(&path, b"first content").expect("write");
-        let first: Sha256Digest = Sha256::digest(b"first content").into();
+        let first = Digest::of_bytes(b"first content");
 
         // Too fresh: hashed, not remembered.
         assert_eq!(digest_of(&cache, &path), first);
@@ -238,8 +199,9 @@ mod tests {
         // What is remembered is what a lookup returns (a wrong one proves nothing rehashes).
         let file = File::open(&path).expect("open");
         let id = identity(&file).expect("identity");
-        cache.remember_identity(&id, &[7; 32]);
-        assert_eq!(digest_of(&cache, &path), [7; 32]);
+        let wrong = Digest::of_bytes(b"not its content");
+        cache.remember_identity(&id, &wrong);
+        assert_eq!(digest_of(&cache, &path), wrong);
 
         // A change of the same size moves ctime: hashed again.
         std::fs::OpenOptions::new()
@@ -247,10 +209,7 @@ mod tests {
             .open(&path)
             .and_then(|mut f| f.write_all(b"other content"))
             .expect("rewrite");
-        assert_eq!(
-            digest_of(&cache, &path)[..],
-            Sha256::digest(b"other content")[..]
-        );
+        assert_eq!(digest_of(&cache, &path), Digest::of_bytes(b"other content"));
     }
 
     #[test]
@@ -265,13 +224,6 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("digests")).expect("mkdir");
         std::fs::write(cache.entry(&id), b"garbage").expect("write");
         assert_eq!(cache.lookup(&file), None);
-        assert_eq!(digest_of(&cache, &path)[..], Sha256::digest(b"bytes")[..]);
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        let d: Sha256Digest = Sha256::digest(b"x").into();
-        assert_eq!(parse_hex(&hex(&d)), Some(d));
-        assert_eq!(parse_hex("zz"), None);
+        assert_eq!(digest_of(&cache, &path), Digest::of_bytes(b"bytes"));
     }
 }
