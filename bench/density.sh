@@ -167,7 +167,7 @@ C=("$CAPSA_BIN" --root "$work/engine" --state "$work/engine-state")
 "${C[@]}" import "$work/rootfs.tar" density:1 >/dev/null
 line "native, engine level (busybox sleep, monitor included):"
 for ((i = 0; i < N; i++)); do
-    "${C[@]}" run -d --name "e$i" --cgroup-parent "$cgroup-engine" density:1 sleep 100000 >/dev/null
+    "${C[@]}" run -d --network none --name "e$i" --cgroup-parent "$cgroup-engine" density:1 sleep 100000 >/dev/null
 done
 sleep 1
 mapfile -t pids < <(cgroup_pids "$cgroup-engine")

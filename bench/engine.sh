@@ -55,8 +55,8 @@ U="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
 
 echo "== run --rm IMAGE true ($RUNS runs each; $(nproc) cores, kernel $(uname -r))"
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/run.json" \
-	-n capsa "$NS '$PREP; $C run --rm --cgroup-parent $CG bench:1 true'" \
-	-n "capsa (unconfined)" "$NS '$PREP; $C run --rm --cgroup-parent $CG --security-opt seccomp=unconfined bench:1 true'" \
+	-n capsa "$NS '$PREP; $C run --rm --network none --cgroup-parent $CG bench:1 true'" \
+	-n "capsa (unconfined)" "$NS '$PREP; $C run --rm --network none --cgroup-parent $CG --security-opt seccomp=unconfined bench:1 true'" \
 	-n podman "$NS '$PREP; $P run --rm --network none $U localhost/bench:1 true'"
 
 # A multi-layer OCI layout: 8 layers, each a few hundred files, written by hand.

@@ -112,7 +112,7 @@ echo "demo.sh: the native container exited with status $status"
 
 echo "demo.sh: capsa run --rm capsa-demo/hello-wasm:1 (a WASI module under capsa-shim)"
 echo "---"
-"${capsa[@]}" run --rm --name demo-wasm -e GREETING=hi --cgroup-parent "$cgroup" \
+"${capsa[@]}" run --rm --name demo-wasm --network none -e GREETING=hi --cgroup-parent "$cgroup" \
     capsa-demo/hello-wasm:1 </dev/null || status=$?
 echo "---"
 echo "demo.sh: the wasm container exited with status $status"

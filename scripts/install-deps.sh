@@ -23,7 +23,9 @@ PACKAGES=(
     uidmap
     slirp4netns
     fuse-overlayfs
-    iptables
+    iptables                    # netavark's firewall (iptables-nft)
+    netavark                    # bridge networking: veth, bridge, NAT, published ports
+    aardvark-dns                # DNS by container name on user networks (netavark starts it)
     containerd                  # also provides ctr and containerd-shim-runc-v2
     docker-registry             # the local registry the caller tests push to and pull from
     skopeo

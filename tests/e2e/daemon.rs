@@ -1595,24 +1595,8 @@ fn docker_py_drives_capsad() -> Result<()> {
 fn docker_compose_brings_up_two_services_with_a_named_volume() -> Result<()> {
     let d = Daemon::start("daemon-compose")?;
     d.load_busybox("bb:1")?;
-    let compose = |args: &[&str]| -> Result<capsa_tests::runtime::CmdOutput> {
-        let mut cmd = std::process::Command::new("docker-compose");
-        cmd.arg("-p")
-            .arg("capsatest")
-            .arg("-f")
-            .arg(python_dir().join("compose.yml"))
-            .args(args)
-            .env("DOCKER_HOST", d.host())
-            .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
-            .env("DOCKER_CONFIG", d.dir().join("docker-config"))
-            .stdin(std::process::Stdio::null());
-        capsa_tests::daemon::run_captured(
-            cmd,
-            &format!("docker-compose {}", args.join(" ")),
-            &d.dir().join("io"),
-            Duration::from_secs(90),
-        )
-    };
+    let compose_file = python_dir().join("compose.yml");
+    let compose = |args: &[&str]| d.compose("capsatest", &compose_file, args);
     compose(&["up", "-d"])?.ok()?;
     let ps = d
         .docker(&["ps", "--format", "{{.Names}} {{.State}}"])?
@@ -1997,7 +1981,7 @@ fn docker_run_flags_reach_the_container() -> Result<()> {
     );
     let net = d.docker(&["run", "--rm", "--network", "mynet", "bb:1", "true"])?;
     ensure!(net.code() != 0 && net.stderr.contains("mynet"), "{net}");
-    // Published ports are kept (and shown) until bridge networking serves them.
+    // Published ports are recorded at create (and set up at start, on a bridge network).
     let id = d
         .docker(&["create", "-p", "127.0.0.1:8080:80", "bb:1", "true"])?
         .ok()?

@@ -17,6 +17,7 @@ mod hooks;
 mod lifecycle;
 mod mounts;
 mod namespaces;
+mod network;
 mod process;
 mod registries;
 mod seccomp;

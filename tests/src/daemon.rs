@@ -160,6 +160,13 @@ impl Daemon {
             .arg(self.host())
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
+            // No default bridge unless the test names one of its own (`capsa-test-*`).
+            .args(
+                (!self.extra.iter().any(|a| a == "--bridge"))
+                    .then_some(["--bridge", "none"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
@@ -283,6 +290,8 @@ impl Daemon {
             .arg(&self.root)
             .arg("--state")
             .arg(&self.state)
+            .arg("--bridge")
+            .arg("none")
             .env_remove("CAPSA_HOST")
             .args(args)
             .stdin(Stdio::null());
@@ -396,6 +405,26 @@ impl Daemon {
         cmd.args(["-c", &outer, &inner])
             .stdin(std::process::Stdio::null());
         run_captured(cmd, what, &self.dir().join("io"), Duration::from_secs(30))
+    }
+
+    /// `docker-compose -p PROJECT -f FILE ARGS` (Debian's 1.29) against this daemon.
+    pub fn compose(&self, project: &str, file: &Path, args: &[&str]) -> Result<CmdOutput> {
+        let mut cmd = Command::new("docker-compose");
+        cmd.arg("-p")
+            .arg(project)
+            .arg("-f")
+            .arg(file)
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
+            .env("DOCKER_CONFIG", self.dir().join("docker-config"))
+            .stdin(Stdio::null());
+        run_captured(
+            cmd,
+            &format!("docker-compose {}", args.join(" ")),
+            &self.dir().join("io"),
+            Duration::from_secs(90),
+        )
     }
 
     /// `docker load` of the busybox image, named `reference`.

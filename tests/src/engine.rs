@@ -53,6 +53,12 @@ pub struct EngineContext {
     pub cgroup_parent: String,
     /// Environment every `capsa` command of the test gets (e.g. CAPSA_USERNS_REMAP).
     pub env: Vec<(String, String)>,
+    /// `--bridge` for every command: `none` (no default bridge, so a container without
+    /// `--network` gets only loopback and the host's `capsa0` is never touched) unless a
+    /// network test names a bridge of its own (`capsa-test-*`, with `bip`).
+    pub bridge: String,
+    /// `--bip` with [`Self::bridge`].
+    pub bip: Option<String>,
     dir: TempDir,
 }
 
@@ -65,6 +71,8 @@ impl EngineContext {
             state: dir.path().join("state"),
             cgroup_parent: format!("/{}", unique_name(label)),
             env: Vec::new(),
+            bridge: "none".to_owned(),
+            bip: None,
             dir,
         })
     }
@@ -80,6 +88,9 @@ impl EngineContext {
             .arg(&self.root)
             .arg("--state")
             .arg(&self.state)
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .args(self.bip.iter().flat_map(|b| ["--bip", b.as_str()]))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
@@ -121,6 +132,21 @@ impl EngineContext {
     /// most tests run.
     pub fn run_rm(&self, args: &[&str]) -> Result<CmdOutput> {
         let mut all = vec!["--rm", "--network", "none"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// `capsa run --rm --network NETWORK ARGS...`.
+    pub fn run_on(&self, network: &str, args: &[&str]) -> Result<CmdOutput> {
+        let mut all = vec!["--rm", "--network", network];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// `capsa run --rm ARGS...` on the default network (the default bridge when the test has
+    /// one).
+    pub fn run_rm_default(&self, args: &[&str]) -> Result<CmdOutput> {
+        let mut all = vec!["--rm"];
         all.extend_from_slice(args);
         self.run(&all)
     }

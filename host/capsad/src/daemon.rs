@@ -82,7 +82,11 @@ impl Daemon {
                 mirrors,
                 insecure: flags.insecure_registries.clone(),
             })
-            .with_default_ulimits(default_ulimits);
+            .with_default_ulimits(default_ulimits)
+            .with_default_bridge(capsa_host::engine::network::DefaultBridge {
+                interface: flags.bridge.clone(),
+                bip: flags.bip.clone(),
+            });
         let _ = lock.as_fd();
         Ok(Daemon {
             engine,

@@ -78,6 +78,13 @@ pub struct Flags {
     /// A mirror of Docker Hub, http(s)://host[:port], tried before it (repeatable, in order).
     #[arg(long = "registry-mirror")]
     registry_mirrors: Vec<String>,
+    /// The default bridge's interface (default capsa0), or none: no default bridge, and
+    /// containers without a network get only loopback (dockerd's --bridge).
+    #[arg(short = 'b', long = "bridge")]
+    bridge: Option<String>,
+    /// The default bridge's gateway address and prefix, e.g. 172.17.0.1/16 (dockerd's --bip).
+    #[arg(long = "bip")]
+    bip: Option<String>,
     /// A ulimit every container gets unless it sets its own: NAME=SOFT[:HARD] (repeatable).
     #[arg(long = "default-ulimit")]
     default_ulimits: Vec<String>,
@@ -135,6 +142,8 @@ impl Flags {
             ("registry-mirrors", "registry_mirrors"),
             ("default-ulimits", "default_ulimits"),
             ("live-restore", "live_restore"),
+            ("bridge", "bridge"),
+            ("bip", "bip"),
         ];
         let given: Vec<(&str, String)> = pairs
             .iter()
@@ -180,6 +189,12 @@ impl Flags {
         }
         if f.userns_remap.is_some() {
             self.userns_remap = f.userns_remap;
+        }
+        if f.bridge.is_some() {
+            self.bridge = f.bridge;
+        }
+        if f.bip.is_some() {
+            self.bip = f.bip;
         }
         if let Some(v) = f.registry_mirrors {
             self.registry_mirrors = v;

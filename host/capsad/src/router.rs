@@ -12,7 +12,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 
 use crate::daemon::Daemon;
-use crate::handlers::{containers, exec, images, system, volumes};
+use crate::handlers::{containers, exec, images, networks, system, volumes};
 use crate::http::{ApiError, Body, Query, Reply};
 
 /// A parsed `major.minor` API version.
@@ -119,8 +119,6 @@ async fn route(daemon: Arc<Daemon>, req: Request<Incoming>) -> Reply {
         (&M::GET, ["system", "df"]) => system::df(ctx).await,
         (&M::POST, ["auth"]) => system::auth(ctx, req).await,
         (&M::GET, ["plugins"]) => crate::http::ok_json(&serde_json::json!([])),
-        (&M::GET, ["networks"]) => system::networks(ctx),
-        (&M::GET, ["networks", name]) => system::network(name),
         (
             _,
             ["swarm", ..]
@@ -205,6 +203,15 @@ async fn route(daemon: Arc<Daemon>, req: Request<Incoming>) -> Reply {
         (&M::POST, ["volumes", "prune"]) => volumes::prune(ctx).await,
         (&M::GET, ["volumes", name]) => volumes::inspect(ctx, name).await,
         (&M::DELETE, ["volumes", name]) => volumes::remove(ctx, name).await,
+
+        // Networks.
+        (&M::GET, ["networks"]) => networks::list(ctx).await,
+        (&M::POST, ["networks", "create"]) => networks::create(ctx, req).await,
+        (&M::POST, ["networks", "prune"]) => networks::prune(ctx).await,
+        (&M::GET, ["networks", name]) => networks::inspect(ctx, name).await,
+        (&M::DELETE, ["networks", name]) => networks::remove(ctx, name).await,
+        (&M::POST, ["networks", name, "connect"]) => networks::connect(ctx, name, req).await,
+        (&M::POST, ["networks", name, "disconnect"]) => networks::disconnect(ctx, name, req).await,
 
         (_, ["build"] | ["session"] | ["build", ..]) => Err(ApiError::new(
             501,

@@ -45,6 +45,10 @@ pub struct ConfigFile {
     pub default_ulimits: Option<BTreeMap<String, Ulimit>>,
     /// The user-namespace remapping (`default` or `USER[:GROUP]`).
     pub userns_remap: Option<String>,
+    /// The default bridge's interface (`capsa0`), or `none` for no default bridge.
+    pub bridge: Option<String>,
+    /// The default bridge's gateway address and prefix (`172.17.0.1/16`).
+    pub bip: Option<String>,
     /// Whether containers outlive the daemon: always so with capsa (see [`ConfigFile::load`]).
     pub live_restore: Option<bool>,
     /// The daemon's default parent cgroup.

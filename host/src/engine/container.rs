@@ -58,6 +58,9 @@ pub struct ContainerRecord {
     /// `--rm`.
     #[serde(default)]
     pub anonymous_volumes: Vec<String>,
+    /// The bridge networks it is on (`--network NAME`, `network connect`), first = `eth0`.
+    #[serde(default)]
+    pub endpoints: Vec<super::network::attach::EndpointConfig>,
 }
 
 /// One mount of a container, as Docker's `MountPoint`.
@@ -271,6 +274,23 @@ impl Engine {
 }
 
 /// Reads and parses a JSON file.
+/// Opens (making it if needed) and flocks `path`: the engine's cross-process locks.
+pub(crate) fn lock_file(
+    path: &Path,
+    how: nix::fcntl::FlockArg,
+) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .io("open", path)?;
+    nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| EngineError::Sys {
+        what: format!("flock {}", path.display()),
+        errno: e,
+    })
+}
+
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).io("read", path)?;
     serde_json::from_slice(&bytes).map_err(|e| invalid(path.display().to_string(), e.to_string()))

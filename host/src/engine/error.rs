@@ -49,6 +49,9 @@ pub enum EngineError {
     /// The container's monitor could not start its process; the text is the monitor's report.
     #[error("{0}")]
     StartFailed(String),
+    /// The network backend (netavark) failed to set up or tear down a container's network.
+    #[error("{0}")]
+    Network(String),
 }
 
 impl EngineError {

@@ -16,8 +16,8 @@ use super::container::{
     validate_name, write_atomic,
 };
 use super::error::{EngineError, IoContext, Result, SysContext, invalid};
-use super::spec::{self, RunOptions, SpecInput};
-use super::{Engine, monitor, user, volumes};
+use super::spec::{self, Network, RunOptions, SpecInput};
+use super::{Engine, monitor, network, user, volumes};
 use crate::runtime::{self, CreateOptions, ExecOptions, ProcessFlags, ProcessSource, UserSpec};
 
 /// The annotation that makes the runtime run args[0] through capsa-shim.
@@ -264,6 +264,52 @@ impl Engine {
                 *target = Some(other.id);
             }
         }
+        let mut endpoints = Vec::new();
+        if options.network == Network::Default {
+            options.network = if self.default_bridge_disabled() {
+                Network::None
+            } else {
+                Network::Bridge(network::DEFAULT_BRIDGE.to_owned())
+            };
+        }
+        match &options.network {
+            Network::Bridge(name) => {
+                endpoints.push(self.endpoint_for_create(
+                    name,
+                    &options.network_aliases,
+                    options.ip.as_deref(),
+                    options.mac_address.as_deref(),
+                )?);
+            }
+            Network::Container(name) => {
+                if options
+                    .port_bindings
+                    .as_object()
+                    .is_some_and(|m| !m.is_empty())
+                    || options.publish_all
+                {
+                    return Err(invalid(
+                        "-p",
+                        "conflicting options: port publishing and the container type network mode",
+                    ));
+                }
+                let other = self.container(name).map_err(|_| {
+                    invalid(
+                        format!("--network container:{name}"),
+                        format!("No such container: {name}"),
+                    )
+                })?;
+                options.network = Network::Container(other.id);
+            }
+            Network::None | Network::Host | Network::Default => {
+                if !options.network_aliases.is_empty() || options.ip.is_some() {
+                    return Err(invalid(
+                        "--network-alias/--ip",
+                        "they need a user-defined bridge network",
+                    ));
+                }
+            }
+        }
         let options = &options;
 
         let containers = self.containers_dir();
@@ -309,6 +355,7 @@ impl Engine {
             &hostname,
             options.domainname.as_deref(),
             &options.extra_hosts,
+            None,
         );
         let host_resolv = String::from_utf8_lossy(&resolv_conf()).into_owned();
         rootfs::write_init_layer(
@@ -484,6 +531,7 @@ impl Engine {
             annotations,
             options,
             default_ulimits: &self.default_ulimits,
+            netns: (!endpoints.is_empty()).then(|| self.netns_path(&id)),
         })?;
         write_atomic(&dir.join("config.json"), &config)?;
         let anonymous_volumes: Vec<String> = mounts
@@ -509,6 +557,7 @@ impl Engine {
             healthcheck,
             hostname,
             anonymous_volumes,
+            endpoints,
         };
         self.write_record(&record)?;
         rollback.dir = None;
@@ -570,6 +619,7 @@ impl Engine {
         }
         self.ensure_mounted(c)?;
         self.join_namespaces(c)?;
+        self.network_up(c)?;
         self.clear_exit(c);
         Ok(())
     }
@@ -578,9 +628,14 @@ impl Engine {
     /// they are now (its init may have restarted since create). It must be running, as dockerd
     /// requires.
     fn join_namespaces(&self, c: &ContainerRecord) -> Result<()> {
+        let net_container = match &c.options.network {
+            Network::Container(id) => Some(id),
+            _ => None,
+        };
         let joins: Vec<(&str, &String)> = [
             ("pid", c.options.pid_container.as_ref()),
             ("ipc", c.options.ipc_container.as_ref()),
+            ("network", net_container),
         ]
         .into_iter()
         .filter_map(|(kind, target)| target.map(|t| (kind, t)))
@@ -607,9 +662,22 @@ impl Engine {
                     other.name
                 )));
             }
+            let path = if kind == "network" {
+                // Its bound namespace when it has one (it outlives the other's restarts), and
+                // its name files, so names resolve the same way in both.
+                self.share_network_files(c, &other)?;
+                let bound = self.netns_path(&other.id);
+                if network::netns::is_bound(&bound) {
+                    bound.display().to_string()
+                } else {
+                    format!("/proc/{pid}/ns/net")
+                }
+            } else {
+                format!("/proc/{pid}/ns/{kind}")
+            };
             if let Some(list) = config["linux"]["namespaces"].as_array_mut() {
                 list.retain(|n| n["type"] != kind);
-                list.push(json!({ "type": kind, "path": format!("/proc/{pid}/ns/{kind}") }));
+                list.push(json!({ "type": kind, "path": path }));
             }
         }
         let bytes = serde_json::to_vec_pretty(&config)
@@ -639,6 +707,7 @@ impl Engine {
             self.record_command_failure(c, e, &started);
         }
         if result.is_err() {
+            self.network_down(c);
             let _ = unmount(&self.rootfs_dir(c));
             if c.auto_remove && self.remove_files(c).is_ok() {
                 self.remove_anonymous_volumes(c);
@@ -695,6 +764,7 @@ impl Engine {
             )?;
             self.emit_container(c, "die", &[("exitCode", code.to_string())]);
         }
+        self.network_down(c);
         let _ = unmount(&self.rootfs_dir(c));
         if c.auto_remove {
             self.remove_files(c)?;
@@ -926,6 +996,7 @@ impl Engine {
     /// Unmounts and deletes the container's directory.
     pub(crate) fn remove_files(&self, c: &ContainerRecord) -> Result<()> {
         let dir = self.container_dir(&c.id);
+        self.network_down(c);
         unmount(&dir.join("rootfs"))?;
         self.remove_exec_records(&c.id);
         // Renamed away first: a crash mid-removal leaves no half container listed.
@@ -1147,19 +1218,10 @@ impl Engine {
 
     /// Serialises changes to container records that must see each other (names).
     fn records_lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>> {
-        let path = self.root.join("containers.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .io("open", &path)?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-            EngineError::Sys {
-                what: format!("flock {}", path.display()),
-                errno: e,
-            }
-        })
+        super::container::lock_file(
+            &self.root.join("containers.lock"),
+            nix::fcntl::FlockArg::LockExclusive,
+        )
     }
 
     /// `capsa commit`: the container's layer (without the init layer's files; deletions as

@@ -38,6 +38,7 @@ mod lifecycle;
 mod logs;
 pub mod monitor;
 mod named_volumes;
+pub mod network;
 mod reconcile;
 mod seccomp_default;
 mod seccomp_profile;
@@ -90,6 +91,11 @@ pub struct Engine {
     registry: config::RegistrySettings,
     /// `default-ulimits`: what a container gets unless it sets its own.
     default_ulimits: Vec<spec::Ulimit>,
+    /// The default bridge's interface and address (`bridge`, `bip`).
+    default_bridge: network::DefaultBridge,
+    /// The attachment locks this process holds: one per container whose network it set up and
+    /// still runs (see `network::attach`), released with the teardown or the process.
+    held_networks: std::sync::Mutex<Vec<(String, nix::fcntl::Flock<std::fs::File>)>>,
 }
 
 impl Engine {
@@ -125,6 +131,13 @@ impl Engine {
         self
     }
 
+    /// Sets the default bridge's interface and address (`bridge` and `bip` in daemon.json);
+    /// they apply when the engine first makes its `bridge` network.
+    pub fn with_default_bridge(mut self, bridge: network::DefaultBridge) -> Engine {
+        self.default_bridge = bridge;
+        self
+    }
+
     /// The options for one pull, push or login: the engine's registry settings, `insecure`
     /// (one more plain-HTTP registry: the CLI's `--insecure`) and the request's `auth`.
     pub fn registry_options(
@@ -156,6 +169,8 @@ impl Engine {
             userns_remap: None,
             registry: config::RegistrySettings::default(),
             default_ulimits: Vec::new(),
+            default_bridge: network::DefaultBridge::default(),
+            held_networks: std::sync::Mutex::new(Vec::new()),
         })
     }
 

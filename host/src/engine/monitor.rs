@@ -1123,6 +1123,7 @@ impl<'a> Monitor<'a> {
         self.listener = None;
         let _ = std::fs::remove_file(&self.socket);
         let _ = runtime::delete(&self.engine.runtime, &self.c.id, true);
+        self.engine.network_down(&self.c);
         let _ = lifecycle::unmount(&self.engine.rootfs_dir(&self.c));
         if self.c.auto_remove && self.engine.remove_files(&self.c).is_ok() {
             self.engine.remove_anonymous_volumes(&self.c);

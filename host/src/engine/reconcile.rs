@@ -88,6 +88,7 @@ impl Engine {
                 }
             }
         }
+        report.cleaned += self.reconcile_networks();
         report
     }
 }

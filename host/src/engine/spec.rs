@@ -13,24 +13,60 @@ use serde_json::{Value, json};
 use super::error::{Result, invalid};
 use super::user::Identity;
 
-/// `--network`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// `--network`: Docker's `NetworkMode`, stored as its word (`none`, `host`, a network's name,
+/// `container:ID`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum Network {
-    /// A new network namespace with only loopback (the default until bridge networking).
+    /// Docker's default: the default bridge, or `none` where the engine has none
+    /// (`--bridge none`). `create` records which.
     #[default]
+    Default,
+    /// A new network namespace with only loopback.
     None,
     /// The host's network namespace.
     Host,
+    /// A bridge network by name (`bridge` is the default bridge; others are user networks).
+    Bridge(String),
+    /// Another container's network namespace (the id, or the name before create resolves it).
+    Container(String),
 }
 
 impl Network {
-    /// Docker's `NetworkMode` word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Network::None => "none",
-            Network::Host => "host",
+    /// Parses Docker's `NetworkMode` (`default` is the default bridge, as dockerd reads it).
+    pub fn parse(mode: &str) -> Network {
+        match mode {
+            "none" => Network::None,
+            "host" => Network::Host,
+            "" | "default" => Network::Default,
+            other => match other.strip_prefix("container:") {
+                Some(target) => Network::Container(target.to_owned()),
+                None => Network::Bridge(other.to_owned()),
+            },
         }
+    }
+
+    /// Docker's `NetworkMode` word.
+    pub fn mode(&self) -> String {
+        match self {
+            Network::Default => "default".to_owned(),
+            Network::None => "none".to_owned(),
+            Network::Host => "host".to_owned(),
+            Network::Bridge(name) => name.clone(),
+            Network::Container(id) => format!("container:{id}"),
+        }
+    }
+}
+
+impl From<String> for Network {
+    fn from(mode: String) -> Network {
+        Network::parse(&mode)
+    }
+}
+
+impl From<Network> for String {
+    fn from(n: Network) -> String {
+        n.mode()
     }
 }
 
@@ -270,8 +306,20 @@ pub struct RunOptions {
     pub healthcheck: Option<Healthcheck>,
     /// `--expose` and `-p` ports (`80/tcp`), kept for inspect.
     pub exposed_ports: Vec<String>,
-    /// `-p`: Docker's `PortBindings`, kept (and shown) until bridge networking serves them.
+    /// `-p`: Docker's `PortBindings` (`{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`).
     pub port_bindings: Value,
+    /// `-P`: every exposed port on a random host port.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--network-alias`: more DNS names on the (first) user network.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    /// `--ip`: the container's address on its (first) user network.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// `--mac-address`.
+    #[serde(default)]
+    pub mac_address: Option<String>,
     /// `--cap-add` (`ALL` for every one).
     pub cap_add: Vec<String>,
     /// `--cap-drop` (`ALL` for every one).
@@ -1112,26 +1160,71 @@ pub(crate) fn effective_healthcheck(
     }
 }
 
-/// `/etc/hosts` for the container.
-pub(crate) fn hosts_file(hostname: &str, domainname: Option<&str>, extra: &[String]) -> String {
+/// `/etc/hosts` for the container; `address` is its own address and its network's gateway
+/// (what `host-gateway` means there) when it is on a bridge.
+pub(crate) fn hosts_file(
+    hostname: &str,
+    domainname: Option<&str>,
+    extra: &[String],
+    address: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+) -> String {
     let fqdn = match domainname.filter(|d| !d.is_empty()) {
         Some(d) => format!("{hostname}.{d}\t{hostname}"),
         None => hostname.to_owned(),
     };
-    let mut text = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{fqdn}\n"
-    );
+    let own = address.map_or_else(|| "127.0.1.1".to_owned(), |(ip, _)| ip.to_string());
+    let mut text =
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{fqdn}\n");
     for h in extra {
         if let Some((name, ip)) = h.split_once([':', '=']) {
             let ip = if ip == "host-gateway" {
-                "127.0.0.1"
+                address.map_or_else(|| "127.0.0.1".to_owned(), |(_, gw)| gw.to_string())
             } else {
-                ip
+                ip.to_owned()
             };
             text.push_str(&format!("{ip}\t{name}\n"));
         }
     }
     text
+}
+
+/// resolv.conf on a network with DNS: aardvark-dns (`servers`, the gateway) is the one
+/// nameserver (`--dns` servers are its upstreams); search and options from the flags, else the
+/// host's.
+pub(crate) fn resolv_conf_with_servers(
+    host: &str,
+    options: &RunOptions,
+    servers: &[String],
+) -> String {
+    let pointed = RunOptions {
+        dns: servers.to_vec(),
+        ..options.clone()
+    };
+    resolv_conf(host, &pointed)
+}
+
+/// resolv.conf on the default bridge: as [`resolv_conf`], less the host's loopback nameservers
+/// (unreachable from the container's namespace); none left gives Docker's fallback (Google's).
+pub(crate) fn resolv_conf_for_bridge(host: &str, options: &RunOptions) -> String {
+    let text = resolv_conf(host, options);
+    let loopback = |l: &str| {
+        l.trim_start()
+            .strip_prefix("nameserver")
+            .map(str::trim)
+            .is_some_and(|a| a.starts_with("127.") || a == "::1")
+    };
+    let mut kept: String = text
+        .lines()
+        .filter(|l| !loopback(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if !kept
+        .lines()
+        .any(|l| l.trim_start().starts_with("nameserver"))
+    {
+        kept.insert_str(0, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    kept
 }
 
 /// `/etc/resolv.conf` for the container: the host's, unless `--dns`/`--dns-search`/
@@ -1188,6 +1281,8 @@ pub(crate) struct SpecInput<'a> {
     pub options: &'a RunOptions,
     /// The engine's `default-ulimits`, under the container's own.
     pub default_ulimits: &'a [Ulimit],
+    /// The network namespace the container joins (`<state>/netns/<id>`, bridge networks).
+    pub netns: Option<PathBuf>,
 }
 
 /// The OCI `linux.resources` fields (memory, cpu, pids, blockIO) for `r` (devices stay as
@@ -1395,6 +1490,11 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Vec<u8>> {
             json!([{ "containerID": 0, "hostID": map.uid, "size": map.uid_size }]);
         linux["gidMappings"] =
             json!([{ "containerID": 0, "hostID": map.gid, "size": map.gid_size }]);
+    }
+    if let (Some(path), Some(ns)) = (&input.netns, linux["namespaces"].as_array_mut()) {
+        for n in ns.iter_mut().filter(|n| n["type"] == "network") {
+            n["path"] = json!(path);
+        }
     }
     if let Some(ns) = linux["namespaces"].as_array_mut() {
         ns.retain(|n| {

@@ -8,6 +8,7 @@
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod stream;
 pub mod system;
 pub mod volumes;

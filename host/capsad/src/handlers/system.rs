@@ -10,7 +10,7 @@ use capsa_host::engine::{EventFilter, parse_time};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::http::{ApiError, Reply, blocking, full, ok_json, read_json, stream};
 use crate::router::Ctx;
@@ -186,40 +186,4 @@ pub async fn auth(ctx: Ctx, req: Request<Incoming>) -> Reply {
         "Status": "Login Succeeded",
         "IdentityToken": identity_token.unwrap_or_default(),
     }))
-}
-
-/// A network as Docker describes one.
-fn network_json(name: &str) -> Value {
-    json!({
-        "Name": name, "Id": name, "Created": api::time::ZERO, "Scope": "local",
-        "Driver": if name == "host" { "host" } else { "null" },
-        "EnableIPv6": false, "IPAM": { "Driver": "default", "Options": null, "Config": [] },
-        "Internal": false, "Attachable": false, "Ingress": false,
-        "ConfigFrom": { "Network": "" }, "ConfigOnly": false,
-        "Containers": {}, "Options": {}, "Labels": {},
-    })
-}
-
-/// `GET /networks`: `none` and `host` (bridge networks come with bridge networking).
-pub fn networks(ctx: Ctx) -> Reply {
-    let filters = Filters::parse(ctx.query.get("filters").unwrap_or(""))?;
-    let names = ["none", "host"];
-    let list: Vec<Value> = names
-        .iter()
-        .filter(|n| {
-            filters
-                .get("name")
-                .is_none_or(|want| want.iter().any(|w| n.contains(w.as_str())))
-        })
-        .map(|n| network_json(n))
-        .collect();
-    ok_json(&json!(list))
-}
-
-/// `GET /networks/{id}`.
-pub fn network(name: &str) -> Reply {
-    match name {
-        "none" | "host" => ok_json(&network_json(name)),
-        other => Err(ApiError::not_found(format!("network {other} not found"))),
-    }
 }

@@ -95,6 +95,21 @@ pub trait Backend {
     fn volume_inspect(&self, name: &str) -> Result<Value>;
     fn volume_remove(&self, name: &str, force: bool) -> Result<()>;
     fn volume_prune(&self, all: bool) -> Result<(Vec<String>, u64)>;
+    /// `network create`: Docker's create body; returns `{"Id", "Warning"}`.
+    fn network_create(&self, body: &Value) -> Result<Value>;
+    fn network_list(&self, filters: &Filters) -> Result<Vec<Value>>;
+    fn network_inspect(&self, name: &str) -> Result<Value>;
+    fn network_remove(&self, name: &str) -> Result<()>;
+    /// `network prune`: the names removed.
+    fn network_prune(&self, filters: &Filters) -> Result<Vec<String>>;
+    fn network_connect(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+        ip: Option<&str>,
+    ) -> Result<()>;
+    fn network_disconnect(&self, network: &str, container: &str) -> Result<()>;
     fn version(&self) -> Result<Value>;
     fn info(&self) -> Result<Value>;
     fn events(
@@ -438,6 +453,49 @@ impl Backend for Local {
 
     fn volume_prune(&self, all: bool) -> Result<(Vec<String>, u64)> {
         Ok(self.engine.volume_prune(all, &|_| true)?)
+    }
+
+    fn network_create(&self, body: &Value) -> Result<Value> {
+        let options = api::networks::network_create_options(body)?;
+        let n = self.engine.network_create(&options)?;
+        Ok(json!({ "Id": n.id, "Warning": "" }))
+    }
+
+    fn network_list(&self, filters: &Filters) -> Result<Vec<Value>> {
+        Ok(api::networks::network_list(&self.engine, filters)?)
+    }
+
+    fn network_inspect(&self, name: &str) -> Result<Value> {
+        let n = self.engine.network(name)?;
+        Ok(api::networks::network_json(&self.engine, &n))
+    }
+
+    fn network_remove(&self, name: &str) -> Result<()> {
+        self.engine.network_remove(name)?;
+        Ok(())
+    }
+
+    fn network_prune(&self, filters: &Filters) -> Result<Vec<String>> {
+        filters.only(&["label"])?;
+        Ok(self
+            .engine
+            .network_prune(|n| !filters.labels_match(&n.labels))?)
+    }
+
+    fn network_connect(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+        ip: Option<&str>,
+    ) -> Result<()> {
+        let c = self.engine.container(container)?;
+        Ok(self.engine.network_connect(&c, network, aliases, ip)?)
+    }
+
+    fn network_disconnect(&self, network: &str, container: &str) -> Result<()> {
+        let c = self.engine.container(container)?;
+        Ok(self.engine.network_disconnect(&c, network)?)
     }
 
     fn version(&self) -> Result<Value> {

@@ -107,9 +107,22 @@ pub struct CreateArgs {
     /// A resource limit: NAME=SOFT[:HARD].
     #[arg(long)]
     pub ulimit: Vec<String>,
-    /// none (loopback only) or host.
-    #[arg(long = "network", alias = "net", default_value = "none")]
+    /// The network: bridge (the default bridge), a user network's name, none (loopback only),
+    /// host, or container:NAME (another container's).
+    #[arg(long = "network", alias = "net", default_value = "default")]
     pub network: String,
+    /// More names the container answers to on its user network (repeatable).
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// The container's IPv4 address on its user network.
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// The container's MAC address (aa:bb:cc:dd:ee:ff).
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Publish every exposed port on a random host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// The parent cgroup of the container's cgroup (default /capsa).
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
@@ -143,10 +156,10 @@ pub struct CreateArgs {
     /// Disable the image's HEALTHCHECK.
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
-    /// Expose a port (kept for inspect until bridge networking).
+    /// Expose a port or a range (80, 80/udp, 8000-8010).
     #[arg(long)]
     pub expose: Vec<String>,
-    /// Publish a port: [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO] (kept, not served yet).
+    /// Publish a port: [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO], ports may be ranges.
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
     /// Add a capability (or ALL).
@@ -267,27 +280,75 @@ fn parse_mount(text: &str) -> Result<MountSpec> {
     Ok(m)
 }
 
-/// `-p [IP:][HOST:]CONTAINER[/PROTO]` into Docker's PortBindings.
+/// `80` or `8000-8010`: the first and last port.
+fn port_range(text: &str, what: &str) -> Result<(u16, u16)> {
+    let one = |t: &str| {
+        t.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .with_context(|| format!("{what}: {t:?} is not a port (1-65535)"))
+    };
+    match text.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (one(a)?, one(b)?);
+            if b < a {
+                bail!("{what}: the range {text:?} is empty");
+            }
+            Ok((a, b))
+        }
+        None => one(text).map(|p| (p, p)),
+    }
+}
+
+/// `-p [IP:][HOST:]CONTAINER[/PROTO]` into Docker's PortBindings, as the docker CLI does it:
+/// a container range is one key per port, with the host range split alongside (same length),
+/// or a host range for a single container port (the engine picks a free one).
 fn port_bindings(list: &[String]) -> Result<(serde_json::Value, Vec<String>)> {
     let mut map = serde_json::Map::new();
     let mut exposed = Vec::new();
     for p in list {
         let (spec, proto) = p.rsplit_once('/').unwrap_or((p, "tcp"));
+        let proto = proto.to_ascii_lowercase();
+        if proto != "tcp" && proto != "udp" {
+            bail!("-p {p:?}: the protocol must be tcp or udp");
+        }
+        // An IPv6 host address is bracketed: [::1]:8080:80.
         let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
         let (container, host_port, host_ip) = match parts.as_slice() {
             [c] => (*c, "", ""),
             [c, h] => (*c, *h, ""),
-            [c, h, ip] => (*c, *h, *ip),
+            [c, h, ip] => (*c, *h, ip.trim_start_matches('[').trim_end_matches(']')),
             _ => bail!("-p {p:?}: expected [IP:][HOST:]CONTAINER[/PROTO]"),
         };
-        container
-            .parse::<u16>()
-            .with_context(|| format!("-p {p:?}: bad container port"))?;
-        let key = format!("{container}/{proto}");
-        exposed.push(key.clone());
-        let entry = map.entry(key).or_insert_with(|| serde_json::json!([]));
-        if let Some(a) = entry.as_array_mut() {
-            a.push(serde_json::json!({ "HostIp": host_ip, "HostPort": host_port }));
+        if !host_ip.is_empty() && host_ip.parse::<std::net::IpAddr>().is_err() {
+            bail!("-p {p:?}: {host_ip:?} is not an IP address");
+        }
+        let what = format!("-p {p:?}");
+        let (c_first, c_last) = port_range(container, &what)?;
+        let host = if host_port.is_empty() {
+            None
+        } else {
+            Some(port_range(host_port, &what)?)
+        };
+        let count = c_last - c_first;
+        if let Some((h_first, h_last)) = host
+            && count > 0
+            && h_last - h_first != count
+        {
+            bail!("{what}: the host and container port ranges differ in length");
+        }
+        for i in 0..=count {
+            let key = format!("{}/{proto}", c_first + i);
+            exposed.push(key.clone());
+            let host_text = match host {
+                None => String::new(),
+                Some((a, b)) if count == 0 && a != b => format!("{a}-{b}"),
+                Some((a, _)) => (a + i).to_string(),
+            };
+            let entry = map.entry(key).or_insert_with(|| serde_json::json!([]));
+            if let Some(a) = entry.as_array_mut() {
+                a.push(serde_json::json!({ "HostIp": host_ip, "HostPort": host_text }));
+            }
         }
     }
     Ok((serde_json::Value::Object(map), exposed))
@@ -324,13 +385,10 @@ pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
     {
         bail!("--userns {mode:?}: only host is supported (it opts out of --userns-remap)");
     }
-    let network = match a.network.as_str() {
-        "none" => Network::None,
-        "host" => Network::Host,
-        other => bail!(
-            "--network {other:?}: only none and host are supported (bridge networking is not built yet)"
-        ),
-    };
+    if a.network.is_empty() || a.network == "container:" {
+        bail!("--network {:?}: name a network or a container", a.network);
+    }
+    let network = Network::parse(&a.network);
     let dur = |v: &Option<String>| v.as_deref().map(parse_duration).transpose();
     let healthcheck = if a.no_healthcheck {
         Some(Healthcheck {
@@ -353,13 +411,11 @@ pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
         Some(h).filter(|h| *h != Healthcheck::default())
     };
     let (port_bindings, mut exposed) = port_bindings(&a.publish)?;
-    exposed.extend(a.expose.iter().map(|e| {
-        if e.contains('/') {
-            e.clone()
-        } else {
-            format!("{e}/tcp")
-        }
-    }));
+    for e in &a.expose {
+        let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        let (first, last) = port_range(ports, &format!("--expose {e:?}"))?;
+        exposed.extend((first..=last).map(|p| format!("{p}/{proto}")));
+    }
     exposed.sort();
     exposed.dedup();
     let bytes = |v: &Option<String>| -> Result<Option<i64>> {
@@ -434,6 +490,10 @@ pub fn run_options(a: &CreateArgs) -> Result<RunOptions> {
         restart: RestartPolicy::parse(&a.restart)?,
         healthcheck,
         exposed_ports: exposed,
+        publish_all: a.publish_all,
+        network_aliases: a.network_alias.clone(),
+        ip: a.ip.clone(),
+        mac_address: a.mac_address.clone(),
         port_bindings,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),

@@ -24,6 +24,7 @@ use serde_json::{Map, Value, json};
 
 use backend::{Backend, Local, RegistryFlags};
 use capsa_host::engine::config::{ConfigFile, RegistrySettings};
+use capsa_host::engine::network::DefaultBridge;
 use flags::{CreateArgs, run_options};
 use format::Output;
 
@@ -66,6 +67,13 @@ struct Cli {
     /// userns-remap) [env: CAPSA_CONFIG_FILE; default: /etc/capsa/daemon.json].
     #[arg(long = "config-file", global = true)]
     config_file: Option<PathBuf>,
+    /// The default bridge's interface (default capsa0), or none: no default bridge, and
+    /// containers without --network get only loopback (dockerd's --bridge) [env: CAPSA_BRIDGE].
+    #[arg(long = "bridge", global = true)]
+    bridge: Option<String>,
+    /// The default bridge's gateway address and prefix, e.g. 172.17.0.1/16 (dockerd's --bip).
+    #[arg(long = "bip", global = true)]
+    bip: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,6 +102,93 @@ enum ImageCommand {
     History(HistoryArgs),
     /// Name an image.
     Tag { source: String, target: String },
+}
+
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Create a bridge network (a subnet from Docker's pools unless --subnet).
+    Create {
+        name: String,
+        /// The driver (only bridge).
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        /// The subnet, in CIDR notation (10.89.0.0/24).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The gateway (default: the subnet's first address).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Give container addresses from this part of the subnet only.
+        #[arg(long = "ip-range")]
+        ip_range: Option<String>,
+        /// No route out, no published ports.
+        #[arg(long)]
+        internal: bool,
+        #[arg(long = "label")]
+        label: Vec<String>,
+        /// Driver options: com.docker.network.bridge.name=, com.docker.network.driver.mtu=,
+        /// isolate=.
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
+        /// IPv6 (not supported yet: refused).
+        #[arg(long)]
+        ipv6: bool,
+        /// Accepted for docker's command lines.
+        #[arg(long)]
+        attachable: bool,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        /// Filters: name=, id=, driver=, label=, type=custom|builtin, dangling=.
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+    },
+    /// Show networks as JSON.
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (refused while a container is on one).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network no container is on.
+    Prune {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(long)]
+        filter: Vec<String>,
+    },
+    /// Put a container on one more network (a running one gets the interface now).
+    Connect {
+        /// More names on that network.
+        #[arg(long = "alias")]
+        alias: Vec<String>,
+        /// Its address on that network.
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Take a container off a network.
+    Disconnect {
+        /// Accepted for docker's command lines.
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -254,6 +349,14 @@ enum Command {
     /// Image commands.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Network commands.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// The container's published ports (PRIVATE[/PROTO] to show one).
+    Port {
+        container: String,
+        port: Option<String>,
+    },
     /// Volume commands.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -347,6 +450,9 @@ enum Command {
         filter: Vec<String>,
         #[arg(long)]
         format: Option<String>,
+        /// Full ids and commands.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
     },
     /// Show a container's output.
     Logs {
@@ -523,6 +629,16 @@ fn open_backend(cli: &Cli) -> Result<Box<dyn Backend>> {
     let config = ConfigFile::load(&config_path, named_config.is_some())?;
     let mut settings = RegistrySettings::default();
     let mut default_ulimits = Vec::new();
+    let bridge = cli
+        .bridge
+        .clone()
+        .or_else(|| std::env::var("CAPSA_BRIDGE").ok())
+        .filter(|b| !b.is_empty());
+    let bip = cli.bip.clone();
+    let mut bridge_settings = DefaultBridge {
+        interface: bridge.clone(),
+        bip: bip.clone(),
+    };
     let (root, state, remap) = match config {
         None => (root, state, remap),
         Some(file) => {
@@ -534,6 +650,8 @@ fn open_backend(cli: &Cli) -> Result<Box<dyn Backend>> {
                 ("data-root", shown(&root)),
                 ("exec-root", shown(&state)),
                 ("userns-remap", remap.clone()),
+                ("bridge", bridge.clone()),
+                ("bip", bip.clone()),
             ]
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -542,6 +660,8 @@ fn open_backend(cli: &Cli) -> Result<Box<dyn Backend>> {
             settings.mirrors = file.mirrors()?;
             settings.insecure = file.insecure_registries.clone().unwrap_or_default();
             default_ulimits = file.default_ulimits();
+            bridge_settings.interface = bridge_settings.interface.or_else(|| file.bridge.clone());
+            bridge_settings.bip = bridge_settings.bip.or_else(|| file.bip.clone());
             (
                 root.or_else(|| file.data_root.clone()),
                 state.or_else(|| file.exec_root.clone()),
@@ -555,7 +675,8 @@ fn open_backend(cli: &Cli) -> Result<Box<dyn Backend>> {
         .with_context(|| format!("open the store at {}", root.display()))?
         .with_userns_remap(remap.as_deref())?
         .with_registry(settings)
-        .with_default_ulimits(default_ulimits);
+        .with_default_ulimits(default_ulimits)
+        .with_default_bridge(bridge_settings);
     Ok(Box::new(Local { engine }))
 }
 
@@ -778,6 +899,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Volume(v) => volume(b, v),
+        Command::Network(n) => network(b, n),
+        Command::Port { container, port } => ports(b, &container, port.as_deref()),
         Command::Create(a) => {
             let mut options = run_options(&a)?;
             ensure_image(b, &a, &mut options)?;
@@ -873,7 +996,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             size,
             filter,
             format,
-        } => ps(b, all, quiet, size, &filter, format.as_deref()),
+            no_trunc,
+        } => ps(b, all, quiet, size, no_trunc, &filter, format.as_deref()),
         Command::Top { container, ps_args } => {
             let top = b.top(&container, &ps_args)?;
             let titles: Vec<String> = top["Titles"]
@@ -1153,6 +1277,173 @@ fn event_line(e: &Value) -> String {
     )
 }
 
+/// `KEY=VALUE` flags into a map (a bare key has an empty value).
+fn pairs(list: &[String]) -> std::collections::BTreeMap<String, String> {
+    list.iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn network(b: &dyn Backend, n: NetworkCommand) -> Result<i32> {
+    match n {
+        NetworkCommand::Create {
+            name,
+            driver,
+            subnet,
+            gateway,
+            ip_range,
+            internal,
+            label,
+            opt,
+            ipv6,
+            attachable,
+        } => {
+            let mut config = Map::new();
+            for (k, v) in [
+                ("Subnet", subnet),
+                ("Gateway", gateway),
+                ("IPRange", ip_range),
+            ] {
+                if let Some(v) = v {
+                    config.insert(k.into(), json!(v));
+                }
+            }
+            let body = json!({
+                "Name": name, "Driver": driver, "Internal": internal, "EnableIPv6": ipv6,
+                "Attachable": attachable, "Labels": pairs(&label), "Options": pairs(&opt),
+                "IPAM": { "Driver": "default",
+                          "Config": if config.is_empty() { json!([]) } else { json!([config]) } },
+            });
+            let v = b.network_create(&body)?;
+            println!("{}", v["Id"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        NetworkCommand::Ls {
+            quiet,
+            filter,
+            format,
+            no_trunc,
+        } => {
+            let list = b.network_list(&Filters::from_flags(&filter)?)?;
+            let id = |v: &Value| {
+                let id = v["Id"].as_str().unwrap_or_default();
+                if no_trunc {
+                    id.to_owned()
+                } else {
+                    id.chars().take(12).collect()
+                }
+            };
+            if quiet {
+                for v in &list {
+                    println!("{}", id(v));
+                }
+                return Ok(0);
+            }
+            let rows: Vec<Map<String, Value>> = list
+                .iter()
+                .map(|v| {
+                    let mut m = Map::new();
+                    m.insert("ID".into(), json!(id(v)));
+                    m.insert("Name".into(), v["Name"].clone());
+                    m.insert("Driver".into(), v["Driver"].clone());
+                    m.insert("Scope".into(), v["Scope"].clone());
+                    m.insert("Internal".into(), json!(v["Internal"].to_string()));
+                    m.insert("CreatedAt".into(), v["Created"].clone());
+                    m
+                })
+                .collect();
+            Output::new(
+                format.as_deref(),
+                &[
+                    ("NETWORK ID", "ID"),
+                    ("NAME", "Name"),
+                    ("DRIVER", "Driver"),
+                    ("SCOPE", "Scope"),
+                ],
+            )
+            .print(&rows);
+            Ok(0)
+        }
+        NetworkCommand::Inspect { format, names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                out.push(b.network_inspect(n)?);
+            }
+            format::print_inspect(&out, format.as_deref())?;
+            Ok(0)
+        }
+        NetworkCommand::Rm { names } => each(&names, |n| b.network_remove(n)),
+        NetworkCommand::Prune { force: _, filter } => {
+            let removed = b.network_prune(&Filters::from_flags(&filter)?)?;
+            if !removed.is_empty() {
+                println!("Deleted Networks:");
+                for r in removed {
+                    println!("{r}");
+                }
+            }
+            Ok(0)
+        }
+        NetworkCommand::Connect {
+            alias,
+            ip,
+            network,
+            container,
+        } => {
+            b.network_connect(&network, &container, &alias, ip.as_deref())?;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect {
+            force: _,
+            network,
+            container,
+        } => {
+            b.network_disconnect(&network, &container)?;
+            Ok(0)
+        }
+    }
+}
+
+/// `capsa port`: `80/tcp -> 0.0.0.0:32768` per binding, from the container's inspect.
+fn ports(b: &dyn Backend, container: &str, port: Option<&str>) -> Result<i32> {
+    let v = b
+        .inspect_container(container)?
+        .with_context(|| format!("No such container: {container}"))?;
+    let wanted = port.map(|p| {
+        if p.contains('/') {
+            p.to_owned()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut found = false;
+    if let Some(map) = v["NetworkSettings"]["Ports"].as_object() {
+        for (key, bindings) in map {
+            if wanted.as_ref().is_some_and(|w| w != key) {
+                continue;
+            }
+            for binding in bindings.as_array().into_iter().flatten() {
+                found = true;
+                let ip = binding["HostIp"].as_str().unwrap_or("0.0.0.0");
+                let host_port = binding["HostPort"].as_str().unwrap_or_default();
+                if wanted.is_some() {
+                    println!("{ip}:{host_port}");
+                } else {
+                    println!("{key} -> {ip}:{host_port}");
+                }
+            }
+        }
+    }
+    if let Some(w) = wanted
+        && !found
+    {
+        anyhow::bail!("no public port '{w}' published for {container}");
+    }
+    Ok(0)
+}
+
 fn volume(b: &dyn Backend, v: VolumeCommand) -> Result<i32> {
     match v {
         VolumeCommand::Create {
@@ -1405,20 +1696,29 @@ fn ps(
     all: bool,
     quiet: bool,
     size: bool,
+    no_trunc: bool,
     filter: &[String],
     format: Option<&str>,
 ) -> Result<i32> {
     let list = b.list_containers(all, size, &Filters::from_flags(filter)?)?;
+    let id = |c: &Value| {
+        let full = c["Id"].as_str().unwrap_or_default();
+        if no_trunc {
+            full.to_owned()
+        } else {
+            short_id(full).to_owned()
+        }
+    };
     if quiet {
         for c in &list {
-            println!("{}", short_id(c["Id"].as_str().unwrap_or_default()));
+            println!("{}", id(c));
         }
         return Ok(0);
     }
     let mut rows = Vec::new();
     for c in &list {
         let mut command = c["Command"].as_str().unwrap_or_default().to_owned();
-        if command.chars().count() > 20 {
+        if !no_trunc && command.chars().count() > 20 {
             command = command.chars().take(19).collect::<String>() + "…";
         }
         let created = rfc3339_of_unix(c["Created"].as_i64().unwrap_or(0));
@@ -1427,10 +1727,7 @@ fn ps(
             .unwrap_or_default()
             .trim_start_matches('/');
         let mut m = Map::new();
-        m.insert(
-            "ID".into(),
-            json!(short_id(c["Id"].as_str().unwrap_or_default())),
-        );
+        m.insert("ID".into(), json!(id(c)));
         m.insert("Image".into(), c["Image"].clone());
         m.insert("Command".into(), json!(format!("\"{command}\"")));
         m.insert("CreatedAt".into(), json!(created));
@@ -1463,6 +1760,12 @@ fn ps(
             })
             .unwrap_or_default();
         m.insert("Mounts".into(), json!(mounts.join(",")));
+        m.insert("Ports".into(), json!(ports_text(&c["Ports"])));
+        let networks: Vec<String> = c["NetworkSettings"]["Networks"]
+            .as_object()
+            .map(|n| n.keys().cloned().collect())
+            .unwrap_or_default();
+        m.insert("Networks".into(), json!(networks.join(",")));
         if size {
             m.insert(
                 "Size".into(),
@@ -1482,6 +1785,7 @@ fn ps(
             ("COMMAND", "Command"),
             ("CREATED", "RunningFor"),
             ("STATUS", "Status"),
+            ("PORTS", "Ports"),
             ("NAMES", "Names"),
             ("SIZE", "Size"),
         ]
@@ -1492,11 +1796,35 @@ fn ps(
             ("COMMAND", "Command"),
             ("CREATED", "RunningFor"),
             ("STATUS", "Status"),
+            ("PORTS", "Ports"),
             ("NAMES", "Names"),
         ]
     };
     Output::new(format, columns).print(&rows);
     Ok(0)
+}
+
+/// Docker's PORTS column: `127.0.0.1:8080->80/tcp, 443/tcp` (published first, as listed).
+fn ports_text(ports: &Value) -> String {
+    ports
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    let private = format!(
+                        "{}/{}",
+                        p["PrivatePort"].as_u64().unwrap_or(0),
+                        p["Type"].as_str().unwrap_or("tcp")
+                    );
+                    match (p["IP"].as_str(), p["PublicPort"].as_u64()) {
+                        (Some(ip), Some(public)) => format!("{ip}:{public}->{private}"),
+                        _ => private,
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 /// `CONTAINER:PATH` → (container, path).

@@ -946,6 +946,65 @@ impl Backend for Remote {
         Ok(())
     }
 
+    fn network_create(&self, body: &Value) -> Result<Value> {
+        self.post("/networks/create", Some(body.clone()))
+    }
+
+    fn network_list(&self, filters: &Filters) -> Result<Vec<Value>> {
+        let v = self.get(&format!("/networks?filters={}", enc(&filters.to_query())))?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    fn network_inspect(&self, name: &str) -> Result<Value> {
+        self.get(&format!("/networks/{}", seg(name)))
+    }
+
+    fn network_remove(&self, name: &str) -> Result<()> {
+        self.delete(&format!("/networks/{}", seg(name)))?;
+        Ok(())
+    }
+
+    fn network_prune(&self, filters: &Filters) -> Result<Vec<String>> {
+        let v = self.post(
+            &format!("/networks/prune?filters={}", enc(&filters.to_query())),
+            None,
+        )?;
+        Ok(v["NetworksDeleted"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn network_connect(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+        ip: Option<&str>,
+    ) -> Result<()> {
+        let mut endpoint = json!({ "Aliases": aliases });
+        if let Some(ip) = ip {
+            endpoint["IPAMConfig"] = json!({ "IPv4Address": ip });
+        }
+        self.post(
+            &format!("/networks/{}/connect", seg(network)),
+            Some(json!({ "Container": container, "EndpointConfig": endpoint })),
+        )?;
+        Ok(())
+    }
+
+    fn network_disconnect(&self, network: &str, container: &str) -> Result<()> {
+        self.post(
+            &format!("/networks/{}/disconnect", seg(network)),
+            Some(json!({ "Container": container })),
+        )?;
+        Ok(())
+    }
+
     fn volume_prune(&self, all: bool) -> Result<(Vec<String>, u64)> {
         let filters = if all { r#"{"all":["true"]}"# } else { "{}" };
         let v = self.post(&format!("/volumes/prune?filters={}", enc(filters)), None)?;

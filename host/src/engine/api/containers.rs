@@ -46,28 +46,6 @@ pub fn status_text(engine: &Engine, c: &ContainerRecord, state: State) -> String
     }
 }
 
-/// Docker's `Ports` list of a container (from its port bindings, kept until networking).
-fn ports(c: &ContainerRecord) -> Vec<Value> {
-    let mut out = Vec::new();
-    if let Some(map) = c.options.port_bindings.as_object() {
-        for (port, bindings) in map {
-            let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-            let private: u16 = number.parse().unwrap_or(0);
-            for b in bindings.as_array().into_iter().flatten() {
-                let public: u16 = b["HostPort"]
-                    .as_str()
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(0);
-                out.push(json!({
-                    "IP": b["HostIp"].as_str().filter(|s| !s.is_empty()).unwrap_or("0.0.0.0"),
-                    "PrivatePort": private, "PublicPort": public, "Type": proto,
-                }));
-            }
-        }
-    }
-    out
-}
-
 /// The container's labels (the image's and its own, as `Config.Labels`).
 pub fn labels(c: &ContainerRecord) -> BTreeMap<String, String> {
     c.config["Labels"]
@@ -88,6 +66,7 @@ pub fn summary(engine: &Engine, c: &ContainerRecord, size: bool) -> Value {
 /// [`summary`] with the state already known.
 fn summary_in(engine: &Engine, c: &ContainerRecord, state: State, size: bool) -> Value {
     let mounts: Vec<Value> = c.mounts.iter().map(|m| json!(m)).collect();
+    let attachment = engine.attachment(&c.id);
     let mut v = json!({
         "Id": c.id,
         "Names": [format!("/{}", c.name)],
@@ -95,12 +74,12 @@ fn summary_in(engine: &Engine, c: &ContainerRecord, state: State, size: bool) ->
         "ImageID": c.image_id,
         "Command": c.args.join(" "),
         "Created": time::unix(&c.created),
-        "Ports": ports(c),
+        "Ports": super::networks::ports_list(c, attachment.as_ref()),
         "Labels": labels(c),
         "State": state.as_str(),
         "Status": status_text(engine, c, state),
-        "HostConfig": { "NetworkMode": c.options.network.as_str() },
-        "NetworkSettings": { "Networks": networks(c) },
+        "HostConfig": { "NetworkMode": c.options.network.mode() },
+        "NetworkSettings": { "Networks": super::networks::networks_json(c, attachment.as_ref()) },
         "Mounts": mounts,
     });
     if size {
@@ -119,17 +98,6 @@ fn add_sizes(engine: &Engine, c: &ContainerRecord, v: &mut Value) {
         .unwrap_or(0);
     v["SizeRw"] = json!(rw);
     v["SizeRootFs"] = json!(rw + image);
-}
-
-/// `NetworkSettings.Networks`: the one network a container is on (`none` or `host`).
-fn networks(c: &ContainerRecord) -> Value {
-    json!({
-        c.options.network.as_str(): {
-            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": c.options.network.as_str(),
-            "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
-        }
-    })
 }
 
 /// The filters `GET /containers/json` takes.
@@ -221,7 +189,12 @@ pub fn list(
             && ok("volume", &|v| {
                 c.mounts.iter().any(|m| m.name == v || m.destination == v)
             })
-            && ok("network", &|v| v == c.options.network.as_str())
+            && ok("network", &|v| {
+                v == c.options.network.mode()
+                    || c.endpoints
+                        .iter()
+                        .any(|e| e.network == v || e.network_id.starts_with(v))
+            })
             && ok("is-task", &|v| v == "false")
             && ok("expose", &|v| {
                 c.options
@@ -258,6 +231,8 @@ pub fn inspect(engine: &Engine, c: &ContainerRecord, size: bool) -> Result<Value
     let run = engine.run_state(c);
     let dir = engine.bundle_dir(c);
     let spec: Value = crate::engine::container::read_json(&dir.join("config.json"))?;
+    let attachment = engine.attachment(&c.id);
+    let first = attachment.as_ref().and_then(|a| a.endpoints.first());
     let layers: Vec<String> = engine
         .store()
         .layer_dirs(&c.image_id)
@@ -333,13 +308,18 @@ pub fn inspect(engine: &Engine, c: &ContainerRecord, size: bool) -> Result<Value
         "Mounts": c.mounts,
         "Config": config(c, &spec),
         "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": false,
+            "Bridge": "", "SandboxID": "", "HairpinMode": false,
+            "SandboxKey": attachment.as_ref().map(|a| a.netns.display().to_string()).unwrap_or_default(),
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "Ports": port_map(c),
+            "Ports": super::networks::port_map(c, attachment.as_ref()),
             "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-            "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": networks(c),
+            "EndpointID": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
+            "IPAddress": first.map(|e| e.ip.to_string()).unwrap_or_default(),
+            "IPPrefixLen": first.map(|e| e.prefix).unwrap_or(0),
+            "IPv6Gateway": "",
+            "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
+            "Networks": super::networks::networks_json(c, attachment.as_ref()),
         },
         "Wasm": c.wasm,
     });
@@ -347,20 +327,6 @@ pub fn inspect(engine: &Engine, c: &ContainerRecord, size: bool) -> Result<Value
         add_sizes(engine, c, &mut v);
     }
     Ok(v)
-}
-
-/// `NetworkSettings.Ports`: every exposed port, with its bindings when published.
-fn port_map(c: &ContainerRecord) -> Value {
-    let mut map = serde_json::Map::new();
-    for p in &c.options.exposed_ports {
-        map.insert(p.clone(), Value::Null);
-    }
-    if let Some(b) = c.options.port_bindings.as_object() {
-        for (k, v) in b {
-            map.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(map)
 }
 
 /// Inspect's `Config`: the container's config in image terms (Entrypoint and Cmd apart,
@@ -427,7 +393,7 @@ fn host_config(c: &ContainerRecord) -> Value {
             "Type": o.log_driver.clone().unwrap_or_else(|| "json-file".into()),
             "Config": o.log_opts,
         },
-        "NetworkMode": o.network.as_str(),
+        "NetworkMode": o.network.mode(),
         "PortBindings": o.port_bindings,
         "RestartPolicy": {
             "Name": if o.restart.name.is_empty() { "no" } else { o.restart.name.as_str() },

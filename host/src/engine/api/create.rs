@@ -32,6 +32,8 @@ struct Body {
     working_dir: Option<String>,
     entrypoint: Option<StringOrList>,
     network_disabled: Option<bool>,
+    networking_config: Option<Value>,
+    mac_address: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     stop_signal: Option<String>,
     stop_timeout: Option<i64>,
@@ -198,30 +200,41 @@ pub fn from_body(
         .filter(|i| !i.is_empty())
         .ok_or_else(|| invalid("container config", "no image specified (Image is empty)"))?;
     let h = b.host_config.unwrap_or_default();
-    let network = match h.network_mode.as_deref().unwrap_or("") {
-        "none" => Network::None,
-        "host" => Network::Host,
-        "" | "default" | "bridge" => {
-            if b.network_disabled != Some(true) {
-                warnings.push(
-                    "bridge networking is not available yet: the container has only a loopback interface (as --network none)".to_owned(),
-                );
-            }
-            Network::None
-        }
-        other if other.starts_with("container:") => {
-            return Err(invalid(
-                format!("network mode {other:?}"),
-                "joining another container's network is not supported yet",
-            ));
-        }
-        other => {
-            return Err(invalid(
-                format!("network {other:?}"),
-                "not found (only none and host exist until bridge networking)",
-            ));
-        }
+    let network = if b.network_disabled == Some(true) {
+        Network::None
+    } else {
+        Network::parse(h.network_mode.as_deref().unwrap_or(""))
     };
+    // NetworkingConfig: the endpoint of the network the container starts on (aliases, a fixed
+    // address, a MAC); the others are `POST /networks/{id}/connect`, as dockerd takes them.
+    let mode = network.mode();
+    let endpoint = b
+        .networking_config
+        .as_ref()
+        .and_then(|n| n["EndpointsConfig"].as_object())
+        .and_then(|m| {
+            m.get(&mode)
+                .or_else(|| (m.len() == 1).then(|| m.values().next()).flatten())
+        })
+        .cloned()
+        .unwrap_or(Value::Null);
+    let network_aliases: Vec<String> = endpoint["Aliases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let endpoint_ip = endpoint["IPAMConfig"]["IPv4Address"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let mac_address = endpoint["MacAddress"]
+        .as_str()
+        .or(b.mac_address.as_deref())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
     let joined = |mode: Option<&str>| {
         mode.and_then(|m| m.strip_prefix("container:"))
             .map(str::to_owned)
@@ -264,11 +277,8 @@ pub fn from_body(
     if h.links.as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(invalid(
             "Links",
-            "legacy links need bridge networking, which is not available yet",
+            "legacy links are not supported: put the containers on a user-defined network, where they reach each other by name",
         ));
-    }
-    if h.publish_all_ports == Some(true) {
-        warnings.push("published ports are kept but not served until bridge networking".into());
     }
     let mut volumes = h.binds.unwrap_or_default();
     for (dest, _) in b.volumes.unwrap_or_default() {
@@ -364,6 +374,10 @@ pub fn from_body(
             .port_bindings
             .filter(|p| !p.is_null())
             .unwrap_or(json!({})),
+        publish_all: h.publish_all_ports.unwrap_or(false),
+        network_aliases,
+        ip: endpoint_ip,
+        mac_address,
         cap_add: h.cap_add.unwrap_or_default(),
         cap_drop: h.cap_drop.unwrap_or_default(),
         security_opt: h.security_opt.unwrap_or_default(),
@@ -394,13 +408,6 @@ pub fn from_body(
         userns_host: h.userns_mode.as_deref() == Some("host"),
         platform: platform.filter(|p| !p.is_empty()).map(str::to_owned),
     };
-    if options
-        .port_bindings
-        .as_object()
-        .is_some_and(|m| !m.is_empty())
-    {
-        warnings.push("published ports are kept but not served until bridge networking".into());
-    }
     warnings.dedup();
     warnings.extend(crate::engine::create_warnings(&options));
     Ok((options, warnings))
@@ -453,7 +460,8 @@ pub fn to_body(o: &RunOptions) -> Value {
         "HostConfig": {
             "Binds": o.volumes,
             "LogConfig": { "Type": o.log_driver.clone().unwrap_or_default(), "Config": o.log_opts },
-            "NetworkMode": o.network.as_str(),
+            "NetworkMode": o.network.mode(),
+            "PublishAllPorts": o.publish_all,
             "PortBindings": o.port_bindings,
             "RestartPolicy": o.restart,
             "AutoRemove": o.auto_remove,
@@ -494,7 +502,23 @@ pub fn to_body(o: &RunOptions) -> Value {
             "Ulimits": o.ulimits,
             "Init": o.init,
         },
+        "NetworkingConfig": networking_config(o),
     })
+}
+
+/// `NetworkingConfig` for the network the container starts on (aliases, `--ip`, MAC).
+fn networking_config(o: &RunOptions) -> Value {
+    if o.network_aliases.is_empty() && o.ip.is_none() && o.mac_address.is_none() {
+        return Value::Null;
+    }
+    let mut endpoint = json!({ "Aliases": o.network_aliases });
+    if let Some(ip) = &o.ip {
+        endpoint["IPAMConfig"] = json!({ "IPv4Address": ip });
+    }
+    if let Some(mac) = &o.mac_address {
+        endpoint["MacAddress"] = json!(mac);
+    }
+    json!({ "EndpointsConfig": { o.network.mode(): endpoint } })
 }
 
 #[cfg(test)]
@@ -545,17 +569,27 @@ mod tests {
         assert_eq!(o.name.as_deref(), Some("web"));
         assert_eq!(o.volumes, ["/v"]);
         assert_eq!(o.restart.name, "always");
-        assert_eq!(o.network, Network::None);
-        assert_eq!(warnings.len(), 1);
+        assert_eq!(o.network, Network::Default);
+        assert!(warnings.is_empty(), "{warnings:?}");
         assert!(from_body(&json!({"Image": 3}), None, None).is_err());
         assert!(from_body(&json!({}), None, None).is_err());
-        assert!(
-            from_body(
-                &json!({"Image": "x", "HostConfig": {"NetworkMode": "mynet"}}),
-                None,
-                None
-            )
-            .is_err()
-        );
+        let (o, _) = from_body(
+            &json!({"Image": "x", "HostConfig": {"NetworkMode": "mynet"},
+                "NetworkingConfig": {"EndpointsConfig": {"mynet": {
+                    "Aliases": ["web"], "IPAMConfig": {"IPv4Address": "10.9.0.7"}}}}}),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(o.network, Network::Bridge("mynet".into()));
+        assert_eq!(o.network_aliases, ["web"]);
+        assert_eq!(o.ip.as_deref(), Some("10.9.0.7"));
+        let (o, _) = from_body(
+            &json!({"Image": "x", "HostConfig": {"NetworkMode": "container:abc"}}),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(o.network, Network::Container("abc".into()));
     }
 }

@@ -11,6 +11,7 @@ pub mod containers;
 pub mod create;
 pub mod filters;
 pub mod images;
+pub mod networks;
 pub mod stats;
 pub mod system;
 pub mod time;
