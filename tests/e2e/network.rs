@@ -70,6 +70,82 @@ fn sh(cmd: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The upstream DNS server of a test (`--dns ADDR`), on a loopback address of its own at port
+/// 53 (aardvark-dns forwards there, never to the host's resolver): answers `A` for
+/// `upstream.capsa-test` with 10.9.9.9, NXDOMAIN for everything else, and records every name
+/// it was asked.
+struct UpstreamDns {
+    addr: String,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UpstreamDns {
+    fn start(addr: &str) -> Result<UpstreamDns> {
+        let sock = UdpSocket::bind((addr, 53)).with_context(|| format!("bind {addr}:53"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (asked.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some((name, reply)) = dns_reply(&buf[..n]) {
+                    a.lock().map(|mut l| l.push(name)).ok();
+                    let _ = sock.send_to(&reply, from);
+                }
+            }
+        });
+        Ok(UpstreamDns {
+            addr: addr.to_owned(),
+            asked,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for UpstreamDns {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The answer to one DNS query: (the name asked, the reply).
+fn dns_reply(q: &[u8]) -> Option<(String, Vec<u8>)> {
+    let mut i = 12;
+    let mut labels = Vec::new();
+    while *q.get(i)? != 0 {
+        let len = usize::from(q[i]);
+        labels.push(String::from_utf8_lossy(q.get(i + 1..i + 1 + len)?).into_owned());
+        i += 1 + len;
+    }
+    let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
+    let question_end = i + 5;
+    let name = labels.join(".").to_ascii_lowercase();
+    let known = name == "upstream.capsa-test";
+    let answer = known && qtype == 1;
+    let mut r = q.get(..2)?.to_vec();
+    r.extend_from_slice(if known { &[0x81, 0x80] } else { &[0x81, 0x83] });
+    r.extend_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
+    r.extend_from_slice(q.get(12..question_end)?);
+    if answer {
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 9, 9, 9]);
+    }
+    Some((name, r))
+}
+
 /// `capsa network create ARGS` (the flags, then the name).
 fn create_network(ctx: &EngineContext, args: &[&str]) -> Result<()> {
     let mut all = vec!["network", "create"];
@@ -196,6 +272,19 @@ fn containers_on_a_user_network_reach_each_other_by_name_alias_and_short_id() ->
             "capsa-test-net1",
         ],
     )?;
+    // Every container's names go to aardvark-dns, and what it does not know to this upstream.
+    let upstream = UpstreamDns::start("127.231.1.1")?;
+    let client = |args: &[&str]| {
+        let mut all = vec![
+            "--rm",
+            "--network",
+            "capsa-test-net1",
+            "--dns",
+            &upstream.addr,
+        ];
+        all.extend_from_slice(args);
+        ctx.run(&all)
+    };
     let web = ctx
         .run(&[
             "-d",
@@ -203,6 +292,8 @@ fn containers_on_a_user_network_reach_each_other_by_name_alias_and_short_id() ->
             "web",
             "--network",
             "capsa-test-net1",
+            "--dns",
+            &upstream.addr,
             "--network-alias",
             "www",
             "bb:1",
@@ -226,18 +317,27 @@ fn containers_on_a_user_network_reach_each_other_by_name_alias_and_short_id() ->
     // The client resolves the server by name, alias and short id, through aardvark-dns.
     let short = web[..12].to_owned();
     for name in ["web", "www", short.as_str()] {
-        let got = ctx.run_on(
-            "capsa-test-net1",
-            &["bb:1", "wget", "-q", "-O", "-", &format!("http://{name}/")],
-        )?;
+        let got = client(&["bb:1", "wget", "-q", "-O", "-", &format!("http://{name}/")])?;
         ensure!(
             got.code() == 0 && got.stdout.contains("hello-from-web"),
             "wget http://{name}/: {got}"
         );
     }
-    let lookup = ctx.run_on("capsa-test-net1", &["bb:1", "nslookup", "web"])?;
+    let lookup = client(&["bb:1", "nslookup", "web"])?;
     ensure!(lookup.stdout.contains(&ip), "{lookup}");
-    let resolv = ctx.run_on("capsa-test-net1", &["bb:1", "cat", "/etc/resolv.conf"])?;
+    // A name aardvark does not know goes to the container's --dns upstream.
+    let outside = client(&["bb:1", "nslookup", "upstream.capsa-test"])?;
+    ensure!(
+        outside.stdout.contains("10.9.9.9"),
+        "forwarded to --dns: {outside}"
+    );
+    let asked = upstream.asked();
+    ensure!(
+        asked.iter().any(|n| n == "upstream.capsa-test")
+            && !asked.iter().any(|n| n == "web" || n == "www"),
+        "only unknown names are forwarded: {asked:?}"
+    );
+    let resolv = client(&["bb:1", "cat", "/etc/resolv.conf"])?;
     ensure!(
         resolv.stdout.contains("nameserver 10.231.2.1"),
         "aardvark-dns on the gateway: {resolv}"
@@ -332,7 +432,8 @@ fn the_default_bridge_gives_an_address_of_its_subnet_and_no_names() -> Result<()
     // The second container reaches the first by address, not by name.
     let ping = ctx.run_rm_default(&["bb:1", "ping", "-c", "1", "-W", "5", "10.231.3.2"])?;
     ensure!(ping.code() == 0, "{ping}");
-    let by_name = ctx.run_rm_default(&["bb:1", "ping", "-c", "1", "-W", "2", "first"])?;
+    // No name server on the default bridge's gateway (and no lookup leaves the host).
+    let by_name = ctx.run_rm_default(&["bb:1", "nslookup", "first", "10.231.3.1"])?;
     ensure!(
         by_name.code() != 0,
         "no names on the default bridge: {by_name}"
@@ -570,10 +671,21 @@ fn connect_and_disconnect_add_and_remove_a_second_interface() -> Result<()> {
         .capsa(&["exec", "multi", "ip", "-4", "-o", "addr", "show", "eth1"])?
         .ok()?;
     ensure!(eth1.stdout.contains("inet 10.231.8.50/24"), "{eth1}");
-    let by_alias = ctx.run_on(
+    let upstream = UpstreamDns::start("127.231.7.1")?;
+    let by_alias = ctx.run(&[
+        "--rm",
+        "--network",
         "capsa-test-b",
-        &["bb:1", "ping", "-c", "1", "-W", "5", "second-name"],
-    )?;
+        "--dns",
+        &upstream.addr,
+        "bb:1",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "5",
+        "second-name",
+    ])?;
     ensure!(by_alias.code() == 0, "{by_alias}");
     let again = ctx.capsa(&["network", "connect", "capsa-test-b", "multi"])?;
     ensure!(
@@ -986,6 +1098,7 @@ services:
     command: ["sh", "-c", "mkdir -p /www && echo from-compose-web > /www/index.html && exec httpd -f -p 80 -h /www"]
   client:
     image: bb:1
+    dns: [127.231.17.1]
     depends_on: [web]
     command: ["sh", "-c", "for i in $$(seq 50); do wget -q -O - http://web/ && break; sleep 0.2; done; sleep 300"]
 networks:
@@ -997,6 +1110,7 @@ networks:
         - subnet: 10.231.19.0/24
 "#,
     )?;
+    let _upstream = UpstreamDns::start("127.231.17.1")?;
     let compose = |args: &[&str]| d.compose("capsanet", &compose_file, args);
     compose(&["up", "-d"])?.ok()?;
     eventually(
