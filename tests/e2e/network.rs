@@ -211,9 +211,21 @@ fn network_ctx(label: &str, bridge: &str, bip: &str) -> Result<EngineContext> {
     Ok(ctx)
 }
 
-/// Fails if anything of the containers `ids` or of the bridges is left on the host or in the
-/// state dir.
+/// Fails if anything of the containers `ids` or of the bridges is still on the host or in the
+/// state dir 10 s from now (a foreground `run --rm` returns before its network is torn down,
+/// in a background process of its own).
 fn assert_nothing_left(state: &Path, ids: &[String], bridges: &[&str]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match leftovers(state, ids, bridges) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn leftovers(state: &Path, ids: &[String], bridges: &[&str]) -> Result<()> {
     let leases: Vec<String> = std::fs::read_dir(state.join("networks"))
         .into_iter()
         .flatten()
@@ -388,10 +400,11 @@ fn containers_on_a_user_network_reach_each_other_by_name_alias_and_short_id() ->
     );
     ctx.capsa(&["rm", "-f", "web"])?.ok()?;
     assert_nothing_left(&ctx.state, &[web], &["capsa-test-n1"])?;
-    ensure!(
-        !link_exists("capsa-test-n1"),
-        "the bridge went with its last container"
-    );
+    eventually(
+        "the bridge to go with its last container",
+        Duration::from_secs(10),
+        || Ok(!link_exists("capsa-test-n1")),
+    )?;
     ctx.capsa(&["network", "rm", "capsa-test-net1"])?.ok()?;
     let gone = ctx.capsa(&["network", "inspect", "capsa-test-net1"])?;
     ensure!(
@@ -556,6 +569,18 @@ fn published_ports_reach_the_container_from_the_host() -> Result<()> {
         taken.code() != 0 && taken.stderr.contains("port is already allocated"),
         "{taken}"
     );
+    // `run --rm` returns before its teardown ends; the next run of the same port waits for it.
+    let again = free_port()?;
+    for _ in 0..3 {
+        let quick = ctx.run(&[
+            "--rm",
+            "-p",
+            &format!("127.0.0.1:{again}:80"),
+            "bb:1",
+            "true",
+        ])?;
+        ensure!(quick.code() == 0, "the same -p in a row: {quick}");
+    }
     // A port a host process holds is refused too.
     let held = TcpListener::bind("127.0.0.1:0")?;
     let held_port = held.local_addr()?.port();

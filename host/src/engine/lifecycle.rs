@@ -764,7 +764,7 @@ impl Engine {
             )?;
             self.emit_container(c, "die", &[("exitCode", code.to_string())]);
         }
-        self.network_down(c);
+        self.network_down_in_background(c);
         let _ = unmount(&self.rootfs_dir(c));
         if c.auto_remove {
             self.remove_files(c)?;

@@ -61,6 +61,10 @@ pub struct Attachment {
     pub netns: PathBuf,
     pub request: Request,
     pub endpoints: Vec<EndpointState>,
+    /// Its container has ended and a background process is tearing it down (it holds the
+    /// lock): nobody else tears it down, and a start that wants its ports or address waits.
+    #[serde(default)]
+    pub releasing: bool,
 }
 
 impl Attachment {
@@ -236,6 +240,104 @@ impl Engine {
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
     }
 
+    /// Whether this process holds the container's attachment lock.
+    fn holds_attachment(&self, id: &str) -> bool {
+        self.held_networks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|(h, _)| h == id)
+    }
+
+    /// The end of a foreground run: the exit code need not wait for the kernel to delete a veth
+    /// and for netavark's firewall calls (most of a bridge run's cost). Marks the attachment
+    /// releasing and tears it down in a child that outlives this process (it inherits the lock,
+    /// so nobody takes the attachment for dead meanwhile). Only a single-threaded process forks;
+    /// anything else tears down here and now.
+    pub(crate) fn network_down_in_background(&self, c: &ContainerRecord) {
+        if !self.attachment_path(&c.id).exists() || crate::sys::proc::thread_count() > 1 {
+            return self.network_down(c);
+        }
+        {
+            let Ok(_lock) = self.network_lock() else {
+                return self.network_down(c);
+            };
+            let Some(mut a) = self.attachment(&c.id) else {
+                return;
+            };
+            a.releasing = true;
+            if self.write_attachment(&c.id, &a).is_err() {
+                drop(_lock);
+                return self.network_down(c);
+            }
+        }
+        // SAFETY: the process is single-threaded (checked above), so the child may run any
+        // code; it ends with _exit and never returns into the caller.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let _ = nix::unistd::setsid();
+                if let Ok(null) = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                {
+                    let _ = nix::unistd::dup2_stdin(&null);
+                    let _ = nix::unistd::dup2_stdout(&null);
+                    let _ = nix::unistd::dup2_stderr(&null);
+                }
+                self.network_down_id(&c.id);
+                // SAFETY: _exit ends the child without running the parent's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { .. }) => {
+                // The child holds the lock now (the same open file); this process lets go of
+                // its descriptor without removing the file.
+                self.held_networks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|(h, _)| *h != c.id);
+            }
+            Err(_) => self.network_down(c),
+        }
+    }
+
+    /// Before a start takes the network lock: waits (up to 10 s) for the background teardowns
+    /// that hold a host port or the fixed address this container asks for, so `run --rm -p
+    /// 8080:80` twice in a row works as with a synchronous teardown.
+    fn wait_for_releases(&self, c: &ContainerRecord) {
+        let wanted = ports::wanted(
+            &c.options.port_bindings,
+            c.options.publish_all,
+            &exposed_ports(c),
+        )
+        .unwrap_or_default();
+        let fixed_ips: Vec<Ipv4Addr> = c
+            .endpoints
+            .iter()
+            .filter_map(|e| e.ip.as_deref()?.parse().ok())
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let blocking = self.attachments().into_iter().any(|(id, a)| {
+                id != c.id
+                    && a.releasing
+                    && self.attachment_owned(&id)
+                    && (a.endpoints.iter().any(|e| fixed_ips.contains(&e.ip))
+                        || a.request.port_mappings.iter().any(|m| {
+                            wanted.iter().any(|w| {
+                                w.protocol == m.protocol
+                                    && w.host_ports
+                                        .is_some_and(|(lo, hi)| (lo..=hi).contains(&m.host_port))
+                            })
+                        }))
+            });
+            if !blocking || std::time::Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     fn release_attachment(&self, id: &str) {
         let _ = std::fs::remove_file(self.attachment_lock_path(id));
         self.held_networks
@@ -316,6 +418,7 @@ impl Engine {
     }
 
     fn network_up_inner(&self, c: &ContainerRecord) -> Result<()> {
+        self.wait_for_releases(c);
         let _lock = self.network_lock()?;
         self.hold_attachment(&c.id)?;
         if let Some(a) = self.attachment(&c.id) {
@@ -380,6 +483,7 @@ impl Engine {
             netns: self.netns_path(&c.id),
             request,
             endpoints,
+            releasing: false,
         };
         netns::create(&attachment.netns)?;
         self.write_attachment(&c.id, &attachment)?;
@@ -526,6 +630,10 @@ impl Engine {
             return;
         };
         if let Some(a) = self.attachment(id) {
+            if a.releasing && !self.holds_attachment(id) && self.attachment_owned(id) {
+                // Another process is tearing it down.
+                return;
+            }
             self.teardown_locked(id, &a);
             self.release_attachment(id);
             if let Ok(list) = self.networks_locked() {
