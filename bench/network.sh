@@ -4,8 +4,10 @@
 #
 #   `run --rm IMAGE true` with --network none, on the default bridge, and on the default bridge
 #   with two published ports (127.0.0.1, so the DNAT and localnet rules are made), for capsa
-#   and podman. The network's share of each engine's start is its bridge run less its none run
-#   (setup + teardown: the veth pair, the firewall rules, the namespace).
+#   and podman. The network's share of each engine's start is its bridge run less its none run.
+#   Two passes: back to back (a run's network setup waits for the previous run's teardown, which
+#   capsa finishes after `run --rm` has returned and podman before: the throughput), and with
+#   0.3 s between runs (hyperfine --prepare, for both engines: the latency a user waits for).
 #
 # Each engine has a store, a state dir and a bridge of this script's own (capsa: capsa-bench0
 # on 10.233.0.0/24; podman: its default network, podman0, netavark backend, network configs
@@ -29,6 +31,7 @@ CG=/capsa-bench-network-$$
 C="$CAPSA --root $W/capsa --state $W/state --bridge capsa-bench0 --bip 10.233.0.1/24"
 P="podman --root $W/podman --runroot $W/podman-run --network-config-dir $W/podman-net"
 cleanup() {
+	sleep 1 # capsa finishes a run --rm teardown after the run returns
 	$C ps -aq 2>/dev/null | xargs -r $C rm -f >/dev/null 2>&1 || true
 	$P rm -af >/dev/null 2>&1 || true
 	$P rmi -af >/dev/null 2>&1 || true
@@ -56,20 +59,25 @@ PORTS="-p 127.0.0.1:18781:80 -p 127.0.0.1:18782:81"
 $NS "$PREP; $C run --rm --network bridge $PORTS --cgroup-parent $CG bench:1 true"
 $NS "$PREP; $P run --rm --network bridge $PORTS $U localhost/bench:1 true"
 
-echo "== run --rm IMAGE true: none, bridge, bridge + 2 ports ($RUNS runs each; $(nproc) cores, kernel $(uname -r))"
-echo "   load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/net.json" \
+measure() { # NAME [hyperfine options]
+	name=$1; shift
+	echo "== run --rm IMAGE true, $name: none, bridge, bridge + 2 ports ($RUNS runs each; $(nproc) cores, kernel $(uname -r))"
+	echo "   load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+	hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/$name.json" "$@" \
 	-n "capsa none" "$NS '$PREP; $C run --rm --network none --cgroup-parent $CG bench:1 true'" \
 	-n "capsa bridge" "$NS '$PREP; $C run --rm --network bridge --cgroup-parent $CG bench:1 true'" \
 	-n "capsa bridge+2p" "$NS '$PREP; $C run --rm --network bridge $PORTS --cgroup-parent $CG bench:1 true'" \
 	-n "podman none" "$NS '$PREP; $P run --rm --network none $U localhost/bench:1 true'" \
 	-n "podman bridge" "$NS '$PREP; $P run --rm --network bridge $U localhost/bench:1 true'" \
 	-n "podman bridge+2p" "$NS '$PREP; $P run --rm --network bridge $PORTS $U localhost/bench:1 true'"
+	report "$W/$name.json" "$name"
+}
 
-python3 - "$W/net.json" <<'PY'
+report() {
+python3 - "$1" "$2" <<'PY'
 import json, sys
 m = {r["command"]: r["median"] * 1000 for r in json.load(open(sys.argv[1]))["results"]}
-print("== medians (ms) and ratios (capsa / podman)")
+print(f"== {sys.argv[2]}: medians (ms) and ratios (capsa / podman)")
 for kind in ["none", "bridge", "bridge+2p"]:
     c, p = m[f"capsa {kind}"], m[f"podman {kind}"]
     print(f"  {kind:10} capsa {c:7.1f}  podman {p:7.1f}  ratio {c / p:.3f}")
@@ -77,3 +85,7 @@ for e in ["capsa", "podman"]:
     share = m[f"{e} bridge"] - m[f"{e} none"]
     print(f"  {e}: the bridge adds {share:.1f} ms ({share / m[f'{e} bridge'] * 100:.0f}% of its bridge run); two ports add {m[f'{e} bridge+2p'] - m[f'{e} bridge']:.1f} ms more")
 PY
+}
+
+measure back-to-back
+measure spaced --prepare "sleep 0.3"

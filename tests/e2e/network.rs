@@ -349,6 +349,23 @@ fn containers_on_a_user_network_reach_each_other_by_name_alias_and_short_id() ->
             && !asked.iter().any(|n| n == "web" || n == "www"),
         "only unknown names are forwarded: {asked:?}"
     );
+    // --ip and --mac-address are what the interface gets.
+    let fixed = client(&[
+        "--ip",
+        "10.231.2.200",
+        "--mac-address",
+        "02:42:0a:e7:02:c8",
+        "bb:1",
+        "sh",
+        "-c",
+        "ip -o link show eth0; ip -4 -o addr show eth0",
+    ])?;
+    ensure!(
+        fixed.code() == 0
+            && fixed.stdout.contains("inet 10.231.2.200/24")
+            && fixed.stdout.contains("02:42:0a:e7:02:c8"),
+        "{fixed}"
+    );
     let resolv = client(&["bb:1", "cat", "/etc/resolv.conf"])?;
     ensure!(
         resolv.stdout.contains("nameserver 10.231.2.1"),

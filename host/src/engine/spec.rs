@@ -378,6 +378,14 @@ pub fn create_warnings(options: &RunOptions) -> Vec<String> {
             "Your kernel does not support OomKillDisable. OomKillDisable discarded.".to_owned(),
         );
     }
+    let publishes = options
+        .port_bindings
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+        || options.publish_all;
+    if publishes && options.network == Network::Host {
+        warnings.push("Published ports are discarded when using host network mode".to_owned());
+    }
     warnings
 }
 

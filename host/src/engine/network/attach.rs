@@ -290,12 +290,16 @@ impl Engine {
                 unsafe { libc::_exit(0) }
             }
             Ok(nix::unistd::ForkResult::Parent { .. }) => {
-                // The child holds the lock now (the same open file); this process lets go of
-                // its descriptor without removing the file.
-                self.held_networks
+                // The child holds the lock now: it is the same open file. Dropping a Flock
+                // would unlock that file for both, so this process forgets its handle (the
+                // descriptor closes when the process, at the end of its run, exits).
+                let mut held = self
+                    .held_networks
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .retain(|(h, _)| *h != c.id);
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(i) = held.iter().position(|(h, _)| *h == c.id) {
+                    std::mem::forget(held.swap_remove(i));
+                }
             }
             Err(_) => self.network_down(c),
         }
@@ -626,12 +630,18 @@ impl Engine {
             }
             return;
         }
+        // Another process is tearing it down (and holds the network lock while it does: this
+        // is checked before waiting for that lock). Attachments are written atomically.
+        let released_elsewhere =
+            |a: &Attachment| a.releasing && !self.holds_attachment(id) && self.attachment_owned(id);
+        if self.attachment(id).is_some_and(|a| released_elsewhere(&a)) {
+            return;
+        }
         let Ok(_lock) = self.network_lock() else {
             return;
         };
         if let Some(a) = self.attachment(id) {
-            if a.releasing && !self.holds_attachment(id) && self.attachment_owned(id) {
-                // Another process is tearing it down.
+            if released_elsewhere(&a) {
                 return;
             }
             self.teardown_locked(id, &a);
