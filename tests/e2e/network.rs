@@ -586,6 +586,35 @@ fn published_ports_reach_the_container_from_the_host() -> Result<()> {
         taken.code() != 0 && taken.stderr.contains("port is already allocated"),
         "{taken}"
     );
+    // -P publishes what the image EXPOSEs.
+    let tar = ctx.dir().join("net-rootfs.tar");
+    ctx.capsa(&[
+        "import",
+        "-c",
+        "EXPOSE 7001/tcp",
+        &tar.to_string_lossy(),
+        "exposing:1",
+    ])?
+    .ok()?;
+    let exposing = ctx
+        .run(&[
+            "-d",
+            "--name",
+            "exposing",
+            "-P",
+            "exposing:1",
+            "sleep",
+            "300",
+        ])?
+        .ok()?
+        .stdout
+        .trim()
+        .to_owned();
+    let image_ports = ctx.capsa(&["port", "exposing"])?.ok()?;
+    ensure!(
+        image_ports.stdout.contains("7001/tcp -> 0.0.0.0:"),
+        "-P of the image's EXPOSE: {image_ports}"
+    );
     // `run --rm` returns before its teardown ends; the next run of the same port waits for it.
     let again = free_port()?;
     for _ in 0..3 {
@@ -617,11 +646,11 @@ fn published_ports_reach_the_container_from_the_host() -> Result<()> {
         .stdout
         .trim()
         .to_owned();
-    ctx.capsa(&["rm", "-f", "web", "second"])?;
+    ctx.capsa(&["rm", "-f", "web", "second", "exposing"])?;
     let rules = sh("iptables-save", &["-t", "nat"])?;
     ensure!(!rules.contains(&format!("--dport {port} ")), "{rules}");
     ensure!(http_get(port).is_err(), "the port still answers after rm");
-    assert_nothing_left(&ctx.state, &[web, second_id], &["capsa-test-d3"])?;
+    assert_nothing_left(&ctx.state, &[web, second_id, exposing], &["capsa-test-d3"])?;
     Ok(())
 }
 
@@ -660,6 +689,8 @@ fn an_internal_network_has_no_route_out_and_publishes_nothing() -> Result<()> {
         published.code() != 0 && published.stderr.contains("internal"),
         "{published}"
     );
+    // A --rm container whose start failed is removed, as under Docker.
+    ctx.ensure_no_containers()?;
     assert_nothing_left(&ctx.state, &[], &["capsa-test-n5"])?;
     Ok(())
 }

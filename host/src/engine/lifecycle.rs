@@ -737,7 +737,21 @@ impl Engine {
     /// record the exit. Returns the payload's exit code. Single-threaded callers only (the CLI):
     /// the runtime forks here.
     pub fn run_foreground(&self, c: &ContainerRecord, interactive: bool) -> Result<i32> {
-        self.prepare_start(c)?;
+        if let Err(e) = self.prepare_start(c) {
+            // Nothing of a start that did not happen stays: its network, its mount and, with
+            // `--rm`, the container (as `start` does for a detached one). A conflict means it
+            // runs: that is left alone.
+            if matches!(e, EngineError::Conflict(_)) {
+                return Err(e);
+            }
+            self.network_down(c);
+            let _ = unmount(&self.rootfs_dir(c));
+            if c.auto_remove && self.remove_files(c).is_ok() {
+                self.remove_anonymous_volumes(c);
+                self.emit_container(c, "destroy", &[]);
+            }
+            return Err(e);
+        }
         if !interactive {
             null_stdin()?;
         }
