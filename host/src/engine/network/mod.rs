@@ -107,8 +107,9 @@ pub struct NetworkOptions {
     pub ipv6: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
-    /// Docker's `CheckDuplicate` is always on; `docker network create` of an existing name
-    /// fails, and compose relies on it.
+    /// `--attachable` (for swarm's overlay networks): accepted for docker's command lines; a
+    /// bridge network takes any container. (Docker's `CheckDuplicate` is always on here: a
+    /// name in use fails `create`, which compose relies on.)
     pub attachable: bool,
 }
 
