@@ -449,6 +449,9 @@ impl Drop for Daemon {
                 let _ = self.capsa(&["rm", "-f", id]);
             }
         }
+        if self.state.join("keepers").exists() {
+            let _ = self.capsa(&["network", "prune", "-f"]);
+        }
         self.kill9();
         cleanup::engine_leftovers(self.dir(), &self.root, &self.cgroup_parent);
     }

@@ -305,6 +305,11 @@ impl Drop for EngineContext {
                 let _ = self.capsa(&["rm", "-f", id]);
             }
         }
+        // Bridges held up by keepers (user networks, a lingering default bridge) go with
+        // their networks, rules and all.
+        if self.state.join("keepers").exists() {
+            let _ = self.capsa(&["network", "prune", "-f"]);
+        }
         cleanup::engine_leftovers(self.dir(), &self.root, &self.cgroup_parent);
     }
 }

@@ -170,6 +170,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
     let mut attach = Vec::new();
     let mut exec = None;
     let mut console = None;
+    let mut reap_bridges = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().unwrap_or_default();
@@ -181,6 +182,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
             "--attach-fd" => attach.extend(value().parse::<RawFd>().ok()),
             "--exec" => exec = Some(value()),
             "--console-socket" => console = Some(PathBuf::from(value())),
+            "--reap-bridges" => reap_bridges = true,
             other => {
                 eprintln!("capsa-monitor: unknown argument {other:?}");
                 return 2;
@@ -189,10 +191,13 @@ pub fn main_with_args(args: &[String]) -> i32 {
     }
     let (Some(root), Some(state)) = (root, state) else {
         eprintln!(
-            "capsa-monitor: usage: capsa-monitor --root R --state S (--id ID --report-fd N [--attach-fd N]... | --exec EXEC_ID [--console-socket PATH])"
+            "capsa-monitor: usage: capsa-monitor --root R --state S (--id ID --report-fd N [--attach-fd N]... | --exec EXEC_ID [--console-socket PATH] | --reap-bridges)"
         );
         return 2;
     };
+    if reap_bridges {
+        return super::network::keeper::reaper_main(&root, &state);
+    }
     if let Some(exec_id) = exec {
         return super::exec_records::helper_main(&root, &state, &exec_id, console.as_deref());
     }

@@ -75,7 +75,7 @@ impl Attachment {
 }
 
 /// netavark's view of a network.
-fn network_info(n: &NetworkRecord) -> Result<NetworkInfo> {
+pub(super) fn network_info(n: &NetworkRecord) -> Result<NetworkInfo> {
     let (Some(subnet), Some(gateway)) = (n.subnet, n.gateway) else {
         return Err(invalid(
             format!("network {}", n.name),
@@ -350,7 +350,7 @@ impl Engine {
             .retain(|(h, _)| h != id);
     }
 
-    fn backend(&self) -> Result<Netavark> {
+    pub(super) fn backend(&self) -> Result<Netavark> {
         Netavark::locate(&self.state.join("netavark"))
     }
 
@@ -360,7 +360,7 @@ impl Engine {
     }
 
     /// Every attachment (container id, attachment).
-    fn attachments(&self) -> Vec<(String, Attachment)> {
+    pub(super) fn attachments(&self) -> Vec<(String, Attachment)> {
         let Ok(dir) = std::fs::read_dir(self.attachments_dir()) else {
             return Vec::new();
         };
@@ -415,8 +415,12 @@ impl Engine {
             return Ok(());
         }
         let result = self.network_up_inner(c);
-        if result.is_err() && !self.attachment_path(&c.id).exists() {
-            self.release_attachment(&c.id);
+        if result.is_err() {
+            if !self.attachment_path(&c.id).exists() {
+                self.release_attachment(&c.id);
+            }
+            // A keeper made for this start lingers (or goes) as after a container's end.
+            self.settle_keepers();
         }
         result
     }
@@ -447,6 +451,12 @@ impl Engine {
             network_info: BTreeMap::new(),
             dns_servers: c.options.dns.clone(),
         };
+        let backend = self.backend()?;
+        for e in &c.endpoints {
+            if let Some(n) = networks.iter().find(|n| n.id == e.network_id) {
+                self.ensure_keeper_locked(n, &addresses_to_avoid(n, c, &others), &backend);
+            }
+        }
         let mut endpoints = Vec::new();
         for (index, e) in c.endpoints.iter().enumerate() {
             let (n, state, per) = self.plan_endpoint(c, e, index, &networks, &others)?;
@@ -482,7 +492,6 @@ impl Engine {
                 .collect();
             request.port_mappings = ports::resolve(&wanted, &taken)?;
         }
-        let backend = self.backend()?;
         let mut attachment = Attachment {
             netns: self.netns_path(&c.id),
             request,
@@ -536,12 +545,13 @@ impl Engine {
         let (Some(subnet), Some(gateway)) = (n.subnet, n.gateway) else {
             return Err(invalid(format!("network {}", n.name), "it has no subnet"));
         };
-        let used: Vec<Ipv4Addr> = others
+        let mut used: Vec<Ipv4Addr> = others
             .iter()
             .flat_map(|(_, a)| a.endpoints.iter())
             .filter(|ep| ep.network_id == n.id)
             .map(|ep| ep.ip)
             .collect();
+        used.extend(self.keeper(&n.id).map(|k| k.ip));
         let ip = match &e.ip {
             Some(text) => {
                 let ip: Ipv4Addr = text
@@ -593,27 +603,38 @@ impl Engine {
         Ok((n, state, per))
     }
 
-    /// Tears down what the attachment set up, unbinds the namespace and drops the lease. Best
-    /// effort: what fails is logged, and the record goes last.
-    fn teardown_locked(&self, id: &str, a: &Attachment) {
+    /// Tears down what `request` set up in the namespace at `netns` and unbinds it (`what`
+    /// names the owner in the log). Best effort: what fails is logged.
+    pub(super) fn teardown_namespace(
+        &self,
+        netns: &std::path::Path,
+        request: &Request,
+        what: &str,
+    ) {
         match self.backend() {
             Ok(backend) => {
                 // netavark 1.4 needs the namespace to tear down; one that is gone (a reboot,
                 // a manual umount) took its veth with it, and an empty one lets the rules go.
-                let fresh = !netns::is_bound(&a.netns)
-                    && netns::remove(&a.netns).is_ok()
-                    && netns::create(&a.netns).is_ok();
-                if let Err(e) = backend.teardown(&a.netns, &a.request)
+                let fresh = !netns::is_bound(netns)
+                    && netns::remove(netns).is_ok()
+                    && netns::create(netns).is_ok();
+                if let Err(e) = backend.teardown(netns, request)
                     && !fresh
                 {
-                    log::warn!("network teardown of container {id}: {e}");
+                    log::warn!("network teardown of {what}: {e}");
                 }
             }
-            Err(e) => log::warn!("network teardown of container {id}: {e}"),
+            Err(e) => log::warn!("network teardown of {what}: {e}"),
         }
-        if let Err(e) = netns::remove(&a.netns) {
-            log::warn!("network namespace of container {id}: {e}");
+        if let Err(e) = netns::remove(netns) {
+            log::warn!("network namespace of {what}: {e}");
         }
+    }
+
+    /// Tears down what the attachment set up, unbinds the namespace and drops the lease. Best
+    /// effort: what fails is logged, and the record goes last.
+    fn teardown_locked(&self, id: &str, a: &Attachment) {
+        self.teardown_namespace(&a.netns, &a.request, &format!("container {id}"));
         let _ = std::fs::remove_file(self.attachment_path(id));
     }
 
@@ -637,10 +658,13 @@ impl Engine {
         if self.attachment(id).is_some_and(|a| released_elsewhere(&a)) {
             return;
         }
-        let Ok(_lock) = self.network_lock() else {
-            return;
-        };
-        if let Some(a) = self.attachment(id) {
+        {
+            let Ok(_lock) = self.network_lock() else {
+                return;
+            };
+            let Some(a) = self.attachment(id) else {
+                return;
+            };
             if released_elsewhere(&a) {
                 return;
             }
@@ -654,6 +678,7 @@ impl Engine {
                 }
             }
         }
+        self.settle_keepers();
     }
 
     /// Tears down the attachments whose owner (monitor or foreground CLI) is gone: a crash,
@@ -667,16 +692,20 @@ impl Engine {
                 cleaned += 1;
             }
         }
+        // Keepers of removed networks, or whose namespace went with a reboot; due lingerers.
+        self.reap_keepers_locked(false);
         cleaned
     }
 
     /// Reconcile (a daemon's start): what [`Self::reap_dead_attachments_locked`] does, under
     /// the lock. Returns how many attachments were torn down.
     pub(crate) fn reconcile_networks(&self) -> usize {
-        match self.network_lock() {
+        let cleaned = match self.network_lock() {
             Ok(_lock) => self.reap_dead_attachments_locked(),
             Err(_) => 0,
-        }
+        };
+        self.settle_keepers();
+        cleaned
     }
 
     /// `/etc/hosts` (the container's own address for its hostname, `host-gateway` as the
@@ -780,6 +809,10 @@ impl Engine {
                         .any(|ep| ep.interface == format!("eth{i}"))
                 })
                 .unwrap_or(a.endpoints.len());
+            let backend = self.backend()?;
+            if let Some(n) = networks.iter().find(|n| n.id == e.network_id) {
+                self.ensure_keeper_locked(n, &addresses_to_avoid(n, c, &others), &backend);
+            }
             let (n, mut state, per) = self.plan_endpoint(c, &e, index, &networks, &others)?;
             let one = Request {
                 container_id: c.id.clone(),
@@ -789,7 +822,7 @@ impl Engine {
                 network_info: BTreeMap::from([(n.name.clone(), network_info(&n)?)]),
                 dns_servers: c.options.dns.clone(),
             };
-            let status = self.backend()?.setup(&a.netns, &one)?;
+            let status = backend.setup(&a.netns, &one)?;
             if let Some(s) = status.get(&n.name) {
                 if let Some(i) = s.interfaces.get(&state.interface) {
                     state.mac = i.mac_address.clone();
@@ -855,7 +888,10 @@ impl Engine {
         }
         let mut record = c.clone();
         record.endpoints.retain(|e| e.network_id != n.id);
-        self.write_record(&record)
+        self.write_record(&record)?;
+        drop(_lock);
+        self.settle_keepers();
+        Ok(())
     }
 }
 
@@ -868,4 +904,25 @@ fn exposed_ports(c: &ContainerRecord) -> Vec<String> {
     list.sort();
     list.dedup();
     list
+}
+
+/// The addresses a keeper of `n` must not take: the other containers' on it, and the fixed
+/// ones (`--ip`) this container asks for there.
+fn addresses_to_avoid(
+    n: &NetworkRecord,
+    c: &ContainerRecord,
+    others: &[(String, Attachment)],
+) -> Vec<Ipv4Addr> {
+    others
+        .iter()
+        .flat_map(|(_, a)| a.endpoints.iter())
+        .filter(|ep| ep.network_id == n.id)
+        .map(|ep| ep.ip)
+        .chain(
+            c.endpoints
+                .iter()
+                .filter(|e| e.network_id == n.id)
+                .filter_map(|e| e.ip.as_deref()?.parse().ok()),
+        )
+        .collect()
 }

@@ -11,6 +11,8 @@
 //!                               its teardown), its addresses, MACs and published ports
 //! <state>/netns/<cid>           the container's network namespace, bound (see `netns.rs`)
 //! <state>/netavark/             netavark's --config dir (aardvark-dns's configuration)
+//! <state>/keepers/<id>.json     a network's keeper, which holds its bridge up between
+//!                               containers (see `keeper.rs`), and `<id>.netns`, its namespace
 //! ```
 //!
 //! The attachments are the leases: an address is in use while an attachment names it, and the
@@ -22,6 +24,7 @@
 
 pub mod attach;
 pub mod ipam;
+pub mod keeper;
 pub mod netavark;
 pub mod netns;
 pub mod ports;
@@ -193,6 +196,18 @@ impl Engine {
         }
         list.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
         Ok(list)
+    }
+
+    /// The stored networks as they are, none made (caller holds the lock).
+    fn stored_networks_locked(&self) -> Vec<NetworkRecord> {
+        let Ok(dir) = std::fs::read_dir(self.networks_dir()) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter_map(|p| read_json::<NetworkRecord>(&p).ok())
+            .collect()
     }
 
     /// The record of a predefined network, made on first use.
@@ -481,6 +496,10 @@ impl Engine {
                     .join(", ")
             )));
         }
+        // Its bridge and rules go with it (the keeper held them up).
+        if let Some(k) = self.keeper(&network.id) {
+            self.keeper_down_locked(&k);
+        }
         let path = self.networks_dir().join(format!("{}.json", network.id));
         std::fs::remove_file(&path).io("remove", &path)?;
         self.emit_network(&network, "destroy", None);
@@ -501,6 +520,9 @@ impl Engine {
                 removed.push(n.name);
             }
         }
+        // An idle default bridge goes now rather than after its linger.
+        let _lock = self.network_lock()?;
+        self.reap_keepers_locked(true);
         Ok(removed)
     }
 
