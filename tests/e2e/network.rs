@@ -495,20 +495,7 @@ fn containers_on_a_user_network_reach_each_other_by_name_alias_and_short_id() ->
         keepers(&ctx.state)
     );
     // The keeper holds the subnet's highest address; a container that asks for it gets it.
-    let high = ctx.run(&[
-        "--rm",
-        "--network",
-        "capsa-test-net1",
-        "--ip",
-        "10.231.2.254",
-        "bb:1",
-        "ip",
-        "-4",
-        "-o",
-        "addr",
-        "show",
-        "eth0",
-    ])?;
+    let high = run_with_ip(&ctx, "capsa-test-net1", "10.231.2.254")?;
     ensure!(
         high.code() == 0 && high.stdout.contains("inet 10.231.2.254/24"),
         "{high}"
@@ -609,6 +596,28 @@ fn the_default_bridge_gives_an_address_of_its_subnet_and_no_names() -> Result<()
         "the default bridge's NAT rules outlived it:\n{rules}"
     );
     Ok(())
+}
+
+/// `run --rm --network NETWORK --ip IP`, printing the address its eth0 got.
+fn run_with_ip(
+    ctx: &EngineContext,
+    network: &str,
+    ip: &str,
+) -> Result<capsa_tests::runtime::CmdOutput> {
+    ctx.run(&[
+        "--rm",
+        "--network",
+        network,
+        "--ip",
+        ip,
+        "bb:1",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ])
 }
 
 /// An HTTP GET from the host.
@@ -1024,20 +1033,7 @@ fn a_killed_engine_leaves_a_lease_that_the_next_start_reclaims() -> Result<()> {
     // Its payload outlived the CLI; the engine's kill ends it.
     let _ = ctx.capsa(&["kill", "victim"]);
     // The next start on the network takes the same fixed address: the dead lease was reaped.
-    let next = ctx.run(&[
-        "--rm",
-        "--network",
-        "capsa-test-crash",
-        "--ip",
-        "10.231.12.77",
-        "bb:1",
-        "ip",
-        "-4",
-        "-o",
-        "addr",
-        "show",
-        "eth0",
-    ])?;
+    let next = run_with_ip(&ctx, "capsa-test-crash", "10.231.12.77")?;
     ensure!(
         next.code() == 0 && next.stdout.contains("10.231.12.77/24"),
         "{next}"

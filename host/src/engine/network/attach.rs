@@ -452,14 +452,17 @@ impl Engine {
             dns_servers: c.options.dns.clone(),
         };
         let backend = self.backend()?;
-        for e in &c.endpoints {
-            if let Some(n) = networks.iter().find(|n| n.id == e.network_id) {
-                self.ensure_keeper_locked(n, &addresses_to_avoid(n, c, &others), &backend);
-            }
-        }
+        let kept: Vec<Ipv4Addr> = c
+            .endpoints
+            .iter()
+            .filter_map(|e| networks.iter().find(|n| n.id == e.network_id))
+            .filter_map(|n| {
+                self.ensure_keeper_locked(n, &addresses_to_avoid(n, c, &others), &backend)
+            })
+            .collect();
         let mut endpoints = Vec::new();
         for (index, e) in c.endpoints.iter().enumerate() {
-            let (n, state, per) = self.plan_endpoint(c, e, index, &networks, &others)?;
+            let (n, state, per) = self.plan_endpoint(c, e, index, &networks, &others, &kept)?;
             request.networks.insert(n.name.clone(), per);
             request
                 .network_info
@@ -526,7 +529,7 @@ impl Engine {
     }
 
     /// The address, aliases and interface of one endpoint, checked against the other
-    /// containers' leases.
+    /// containers' leases and the keepers' addresses (`kept`).
     fn plan_endpoint(
         &self,
         c: &ContainerRecord,
@@ -534,6 +537,7 @@ impl Engine {
         index: usize,
         networks: &[NetworkRecord],
         others: &[(String, Attachment)],
+        kept: &[Ipv4Addr],
     ) -> Result<(NetworkRecord, EndpointState, PerNetwork)> {
         let n = networks
             .iter()
@@ -545,13 +549,8 @@ impl Engine {
         let (Some(subnet), Some(gateway)) = (n.subnet, n.gateway) else {
             return Err(invalid(format!("network {}", n.name), "it has no subnet"));
         };
-        let mut used: Vec<Ipv4Addr> = others
-            .iter()
-            .flat_map(|(_, a)| a.endpoints.iter())
-            .filter(|ep| ep.network_id == n.id)
-            .map(|ep| ep.ip)
-            .collect();
-        used.extend(self.keeper(&n.id).map(|k| k.ip));
+        let mut used = leased_addresses(&n, others);
+        used.extend(kept.iter().copied().filter(|ip| subnet.contains(*ip)));
         let ip = match &e.ip {
             Some(text) => {
                 let ip: Ipv4Addr = text
@@ -692,8 +691,6 @@ impl Engine {
                 cleaned += 1;
             }
         }
-        // Keepers of removed networks, or whose namespace went with a reboot; due lingerers.
-        self.reap_keepers_locked(false);
         cleaned
     }
 
@@ -810,10 +807,16 @@ impl Engine {
                 })
                 .unwrap_or(a.endpoints.len());
             let backend = self.backend()?;
-            if let Some(n) = networks.iter().find(|n| n.id == e.network_id) {
-                self.ensure_keeper_locked(n, &addresses_to_avoid(n, c, &others), &backend);
-            }
-            let (n, mut state, per) = self.plan_endpoint(c, &e, index, &networks, &others)?;
+            let kept: Vec<Ipv4Addr> = networks
+                .iter()
+                .find(|n| n.id == e.network_id)
+                .and_then(|n| {
+                    self.ensure_keeper_locked(n, &addresses_to_avoid(n, c, &others), &backend)
+                })
+                .into_iter()
+                .collect();
+            let (n, mut state, per) =
+                self.plan_endpoint(c, &e, index, &networks, &others, &kept)?;
             let one = Request {
                 container_id: c.id.clone(),
                 container_name: c.name.clone(),
@@ -906,23 +909,29 @@ fn exposed_ports(c: &ContainerRecord) -> Vec<String> {
     list
 }
 
-/// The addresses a keeper of `n` must not take: the other containers' on it, and the fixed
-/// ones (`--ip`) this container asks for there.
-fn addresses_to_avoid(
-    n: &NetworkRecord,
-    c: &ContainerRecord,
-    others: &[(String, Attachment)],
-) -> Vec<Ipv4Addr> {
+/// The addresses the other containers hold on `n` (the leases).
+fn leased_addresses(n: &NetworkRecord, others: &[(String, Attachment)]) -> Vec<Ipv4Addr> {
     others
         .iter()
         .flat_map(|(_, a)| a.endpoints.iter())
         .filter(|ep| ep.network_id == n.id)
         .map(|ep| ep.ip)
-        .chain(
-            c.endpoints
-                .iter()
-                .filter(|e| e.network_id == n.id)
-                .filter_map(|e| e.ip.as_deref()?.parse().ok()),
-        )
         .collect()
+}
+
+/// The addresses a keeper of `n` must not take: the leases, and the fixed ones (`--ip`) this
+/// container asks for there.
+fn addresses_to_avoid(
+    n: &NetworkRecord,
+    c: &ContainerRecord,
+    others: &[(String, Attachment)],
+) -> Vec<Ipv4Addr> {
+    let mut avoid = leased_addresses(n, others);
+    avoid.extend(
+        c.endpoints
+            .iter()
+            .filter(|e| e.network_id == n.id)
+            .filter_map(|e| e.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
+    );
+    avoid
 }

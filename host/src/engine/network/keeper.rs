@@ -12,7 +12,8 @@
 //! default bridge's goes [`LINGER`] after its last container (a script's next `run` finds it
 //! up), torn down by a reaper process (`capsa-monitor --reap-bridges`). `network prune` takes
 //! an idle default bridge down at once. A keeper whose network is gone, or whose namespace a
-//! reboot took, is torn down by the next reconcile (every setup, the daemon's start).
+//! reboot took, is torn down after the next container's teardown or at the daemon's start
+//! (reconcile); a start on its own network replaces it. None of this is on a start's path.
 //!
 //! ```text
 //! <state>/keepers/<network id>.json    the keeper: its exact netavark request, address, idleness
@@ -50,17 +51,21 @@ const KEEPER_NAME: &str = "capsa-bridge-keeper";
 pub struct Keeper {
     pub network_id: String,
     pub network: String,
-    pub netns: PathBuf,
     pub ip: Ipv4Addr,
     /// The exact setup request (netavark tears down from the same).
     pub request: Request,
-    /// Whether it goes [`LINGER`] after the network's last container (the default bridge), or
-    /// stays until the network is removed (user-defined networks).
-    pub lingers: bool,
     /// When the network's last container left (milliseconds since the epoch), for a lingering
     /// keeper with no container on its network.
     #[serde(default)]
     pub idle_since_ms: Option<u64>,
+}
+
+impl Keeper {
+    /// Whether it goes [`LINGER`] after the network's last container (the default bridge), or
+    /// stays until the network is removed (user-defined networks).
+    fn lingers(&self) -> bool {
+        self.network == DEFAULT_BRIDGE
+    }
 }
 
 fn now_ms() -> u64 {
@@ -83,11 +88,14 @@ fn keeper_address(n: &NetworkRecord, avoid: &[Ipv4Addr]) -> Option<Ipv4Addr> {
         .find(|ip| Some(*ip) != n.gateway && !avoid.contains(ip))
 }
 
-/// Whether the process `pid` is a keeper reaper (a pid file can outlive its process).
-fn is_reaper(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("--reap-bridges"))
-        .unwrap_or(false)
+/// Whether the process `pid` is the keeper reaper of `state` (a pid file can outlive its
+/// process, and the pid go to another).
+fn is_reaper(pid: i32, state: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.contains(&b"--reap-bridges".as_slice())
+            && args.contains(&state.as_os_str().as_encoded_bytes())
+    })
 }
 
 impl Engine {
@@ -99,8 +107,21 @@ impl Engine {
         self.keepers_dir().join(format!("{network_id}.json"))
     }
 
+    /// Where a keeper's network namespace is bound.
+    fn keeper_netns(&self, network_id: &str) -> PathBuf {
+        self.keepers_dir().join(format!("{network_id}.netns"))
+    }
+
     fn reaper_pid_path(&self) -> PathBuf {
         self.keepers_dir().join("reaper.pid")
+    }
+
+    /// The reaper that is running for this state dir, if one is.
+    fn running_reaper(&self) -> Option<i32> {
+        std::fs::read_to_string(self.reaper_pid_path())
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|p| is_reaper(*p, &self.state))
     }
 
     /// The keeper of a network, if it has one.
@@ -129,33 +150,28 @@ impl Engine {
 
     /// Before a container's setup on `n` (caller holds the network lock): makes sure the
     /// network has a keeper whose address is none of `avoid` (the other containers' and the
-    /// ones this container asks for). Best effort: a network without a keeper works, slower.
+    /// ones this container asks for), and returns that address, which no container may take.
+    /// Best effort: a network without a keeper works, slower.
     pub(super) fn ensure_keeper_locked(
         &self,
         n: &NetworkRecord,
         avoid: &[Ipv4Addr],
         backend: &Netavark,
-    ) {
+    ) -> Option<Ipv4Addr> {
         if let Some(mut k) = self.keeper(&n.id) {
-            if netns::is_bound(&k.netns) && !avoid.contains(&k.ip) {
+            if netns::is_bound(&self.keeper_netns(&k.network_id)) && !avoid.contains(&k.ip) {
                 if k.idle_since_ms.take().is_some() {
                     let _ = self.write_keeper(&k);
                 }
-                return;
+                return Some(k.ip);
             }
             self.keeper_down_locked(&k);
         }
-        let Some(ip) = keeper_address(n, avoid) else {
-            return;
-        };
-        let info = match attach::network_info(n) {
-            Ok(i) => i,
-            Err(_) => return,
-        };
+        let ip = keeper_address(n, avoid)?;
+        let info = attach::network_info(n).ok()?;
         let k = Keeper {
             network_id: n.id.clone(),
             network: n.name.clone(),
-            netns: self.keepers_dir().join(format!("{}.netns", n.id)),
             ip,
             request: Request {
                 container_id: n.id.clone(),
@@ -173,29 +189,31 @@ impl Engine {
                 network_info: BTreeMap::from([(n.name.clone(), info)]),
                 dns_servers: Vec::new(),
             },
-            lingers: n.name == DEFAULT_BRIDGE,
             idle_since_ms: None,
         };
-        if let Err(e) = netns::create(&k.netns) {
+        let netns_path = self.keeper_netns(&n.id);
+        if let Err(e) = netns::create(&netns_path) {
             log::warn!("the keeper of network {}: {e}", n.name);
-            return;
+            return None;
         }
         // Written before netavark runs: a crash in the middle leaves a record to tear down.
         if self.write_keeper(&k).is_err() {
-            let _ = netns::remove(&k.netns);
-            return;
+            let _ = netns::remove(&netns_path);
+            return None;
         }
-        if let Err(e) = backend.setup(&k.netns, &k.request) {
+        if let Err(e) = backend.setup(&netns_path, &k.request) {
             log::warn!("the keeper of network {}: {e}", n.name);
             self.keeper_down_locked(&k);
+            return None;
         }
+        Some(ip)
     }
 
     /// Tears a keeper down (its veth, and with it the bridge and the network's rules when no
     /// container is on it), unbinds its namespace and drops the record. Best effort.
     pub(super) fn keeper_down_locked(&self, k: &Keeper) {
         self.teardown_namespace(
-            &k.netns,
+            &self.keeper_netns(&k.network_id),
             &k.request,
             &format!("the keeper of network {}", k.network),
         );
@@ -212,21 +230,21 @@ impl Engine {
         if keepers.is_empty() {
             return None;
         }
-        let networks = self.stored_networks_locked();
         let attachments = self.attachments();
         let now = now_ms();
         let linger = u64::try_from(LINGER.as_millis()).unwrap_or(u64::MAX);
         let mut next_due: Option<u64> = None;
         for mut k in keepers {
-            let defined = networks.iter().any(|n| n.id == k.network_id);
-            if !defined || !netns::is_bound(&k.netns) {
+            if !self.network_defined(&k.network_id)
+                || !netns::is_bound(&self.keeper_netns(&k.network_id))
+            {
                 self.keeper_down_locked(&k);
                 continue;
             }
             let in_use = attachments
                 .iter()
                 .any(|(_, a)| a.endpoints.iter().any(|e| e.network_id == k.network_id));
-            if !k.lingers || in_use {
+            if !k.lingers() || in_use {
                 continue;
             }
             let since = match k.idle_since_ms {
@@ -251,19 +269,14 @@ impl Engine {
     /// waits, makes sure a reaper process will take it down.
     pub(super) fn settle_keepers(&self) {
         let waiting = match self.network_lock() {
-            Ok(_lock) => self.reap_keepers_locked(false).is_some() && !self.reaper_alive(),
+            Ok(_lock) => {
+                self.reap_keepers_locked(false).is_some() && self.running_reaper().is_none()
+            }
             Err(_) => false,
         };
         if waiting {
             self.spawn_keeper_reaper();
         }
-    }
-
-    fn reaper_alive(&self) -> bool {
-        std::fs::read_to_string(self.reaper_pid_path())
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-            .is_some_and(is_reaper)
     }
 
     /// Starts `capsa-monitor --reap-bridges` (it detaches at once; this waits only for that).
@@ -292,31 +305,27 @@ impl Engine {
     /// one ends at once.
     pub(crate) fn reap_keepers_until_idle(&self) {
         let me = std::process::id();
+        {
+            let Ok(_lock) = self.network_lock() else {
+                return;
+            };
+            if self.running_reaper().is_some()
+                || write_atomic(&self.reaper_pid_path(), me.to_string().as_bytes()).is_err()
+            {
+                return;
+            }
+        }
         loop {
             let next = {
                 let Ok(_lock) = self.network_lock() else {
                     return;
                 };
-                let other = std::fs::read_to_string(self.reaper_pid_path())
-                    .ok()
-                    .and_then(|t| t.trim().parse::<i32>().ok())
-                    .filter(|p| u32::try_from(*p).ok() != Some(me) && is_reaper(*p));
-                if other.is_some() {
+                let Some(due) = self.reap_keepers_locked(false) else {
+                    // Under the lock: a releaser that finds no reaper from here on starts one.
+                    let _ = std::fs::remove_file(self.reaper_pid_path());
                     return;
-                }
-                match self.reap_keepers_locked(false) {
-                    Some(due) => {
-                        if write_atomic(&self.reaper_pid_path(), me.to_string().as_bytes()).is_err()
-                        {
-                            return;
-                        }
-                        due
-                    }
-                    None => {
-                        let _ = std::fs::remove_file(self.reaper_pid_path());
-                        return;
-                    }
-                }
+                };
+                due
             };
             let wait = next.saturating_sub(now_ms()).saturating_add(20);
             std::thread::sleep(Duration::from_millis(wait));

@@ -198,16 +198,9 @@ impl Engine {
         Ok(list)
     }
 
-    /// The stored networks as they are, none made (caller holds the lock).
-    fn stored_networks_locked(&self) -> Vec<NetworkRecord> {
-        let Ok(dir) = std::fs::read_dir(self.networks_dir()) else {
-            return Vec::new();
-        };
-        dir.flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .filter_map(|p| read_json::<NetworkRecord>(&p).ok())
-            .collect()
+    /// Whether a network with this id is stored (none is made, unlike `networks_locked`).
+    fn network_defined(&self, id: &str) -> bool {
+        self.networks_dir().join(format!("{id}.json")).exists()
     }
 
     /// The record of a predefined network, made on first use.
