@@ -309,7 +309,10 @@ impl Engine {
             let Ok(_lock) = self.network_lock() else {
                 return;
             };
-            if self.running_reaper().is_some()
+            let other = self
+                .running_reaper()
+                .filter(|p| u32::try_from(*p).ok() != Some(me));
+            if other.is_some()
                 || write_atomic(&self.reaper_pid_path(), me.to_string().as_bytes()).is_err()
             {
                 return;
