@@ -11,6 +11,7 @@
 //! The engine's usual calls: [`Store::open`], [`Store::load`], [`Store::list`],
 //! [`Store::inspect`], [`rootfs::plan`] + [`rootfs::mount`], [`Store::remove`], [`Store::gc`].
 
+pub mod build;
 pub mod change;
 pub mod commit;
 pub mod digest;

@@ -4,6 +4,8 @@
 //! them against runc to validate the suite itself.
 
 mod bad_input;
+mod build;
+mod build_daemon;
 mod callers;
 mod cgroups;
 mod confinement;

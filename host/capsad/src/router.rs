@@ -12,7 +12,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 
 use crate::daemon::Daemon;
-use crate::handlers::{containers, exec, images, networks, system, volumes};
+use crate::handlers::{build, containers, exec, images, networks, system, volumes};
 use crate::http::{ApiError, Body, Query, Reply};
 
 /// A parsed `major.minor` API version.
@@ -159,6 +159,8 @@ async fn route(daemon: Arc<Daemon>, req: Request<Incoming>) -> Reply {
         (&M::PUT, ["containers", id, "archive"]) => containers::archive_put(ctx, id, req).await,
         (&M::POST, ["containers", id, "exec"]) => exec::create(ctx, id, req).await,
         (&M::POST, ["commit"]) => images::commit(ctx).await,
+        (&M::POST, ["build"]) => build::build(ctx, req).await,
+        (&M::POST, ["build", "prune"]) => build::prune(ctx).await,
 
         // Exec.
         (&M::POST, ["exec", id, "start"]) => exec::start(ctx, id, req).await,

@@ -49,6 +49,9 @@ pub enum EngineError {
     /// The container's monitor could not start its process; the text is the monitor's report.
     #[error("{0}")]
     StartFailed(String),
+    /// A build step failed: a `RUN` exited non-zero (`code`), with Docker's message.
+    #[error("{message}")]
+    BuildStep { message: String, code: i32 },
     /// The network backend (netavark) failed to set up or tear down a container's network.
     #[error("{0}")]
     Network(String),

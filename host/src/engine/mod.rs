@@ -24,6 +24,7 @@
 pub mod api;
 pub mod archive;
 pub mod attach;
+pub mod build;
 pub mod config;
 mod container;
 mod devices;

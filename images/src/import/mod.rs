@@ -12,6 +12,7 @@ mod source;
 use std::path::Path;
 
 pub use rootfs::ImportOptions;
+pub(crate) use rootfs::rfc3339;
 use source::{DirSource, Source, TarSource};
 
 use crate::digest::Digest;

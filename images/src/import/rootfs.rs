@@ -6,7 +6,6 @@ use std::io::Read;
 use serde_json::{Value, json};
 
 use crate::error::{IoContext, Result, invalid};
-use crate::manifest::{Config, LayerKind, host_architecture, media};
 use crate::reference::Reference;
 use crate::store::{ImageId, Store};
 use crate::unpack::Compression;
@@ -79,25 +78,7 @@ impl Store {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         );
-        let mut config: Value = match &base {
-            Some(info) => {
-                if matches!(info.config, Config::WasmArtifact(_)) {
-                    return Err(invalid(
-                        format!("image {}", info.id),
-                        "a wasm artifact cannot be a base image",
-                    ));
-                }
-                serde_json::from_slice(&self.read_blob(&info.id)?)
-                    .map_err(|e| invalid("base config", e.to_string()))?
-            }
-            None => json!({
-                "architecture": host_architecture(),
-                "os": "linux",
-                "config": {},
-                "rootfs": { "type": "layers", "diff_ids": [] },
-                "history": [],
-            }),
-        };
+        let mut config = self.base_config(base.as_ref(), None)?;
         let obj = config
             .as_object_mut()
             .ok_or_else(|| invalid("config", "not a JSON object"))?;
@@ -131,26 +112,12 @@ impl Store {
         }
         let config_bytes =
             serde_json::to_vec(&config).map_err(|e| invalid("config", e.to_string()))?;
-        // Check that what we wrote is a config the store can read back.
-        Config::parse(&config_bytes, media::OCI_CONFIG, "new config")?;
-        let config_digest = txn.put_bytes(&config_bytes, None)?;
-
-        let mut layers: Vec<Value> = Vec::new();
-        if let Some(info) = &base {
-            for l in &info.layers {
-                layers.push(json!({ "mediaType": l.descriptor.media_type, "digest": l.descriptor.digest.to_string(), "size": l.descriptor.size }));
-            }
-        }
-        layers.push(json!({ "mediaType": LayerKind::Tar(compression).oci_media_type(), "digest": blob.to_string(), "size": size }));
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": media::OCI_MANIFEST,
-            "config": { "mediaType": media::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len() },
-            "layers": layers,
-        });
-        let manifest_bytes =
-            serde_json::to_vec(&manifest).map_err(|e| invalid("manifest", e.to_string()))?;
-        let manifest_digest = txn.put_bytes(&manifest_bytes, None)?;
+        let (config_digest, manifest_digest) = crate::build::image::write_image(
+            &mut txn,
+            base.as_ref(),
+            &config_bytes,
+            Some((blob, size, compression)),
+        )?;
         txn.commit()?;
         let names: Vec<Reference> = options.reference.iter().cloned().collect();
         self.record_image(&lock, &config_digest, &manifest_digest, &names)?;

@@ -30,6 +30,11 @@ pub struct ImageRecord {
     pub names: Vec<String>,
     /// When it entered the store (seconds since the epoch).
     pub added: u64,
+    /// The image a build step made this one from (Docker's `Parent`): an untagged image that
+    /// is some image's parent is an intermediate one, hidden from `images` and removed with
+    /// its last child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ImageId>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -118,6 +123,8 @@ pub struct RemoveReport {
     pub untagged: Vec<String>,
     /// The image whose record was deleted (its last name went, or it was named by id).
     pub deleted: Option<ImageId>,
+    /// Untagged parents (a build's intermediate images) deleted with it, nearest first.
+    pub parents: Vec<ImageId>,
     /// Content freed afterwards.
     pub gc: gc::GcReport,
 }
@@ -177,6 +184,7 @@ impl Store {
                 manifest: manifest.clone(),
                 names: Vec::new(),
                 added: now(),
+                parent: None,
             });
         record.manifest = manifest.clone();
         for name in names {
@@ -184,6 +192,29 @@ impl Store {
                 record.names.push(name);
             }
         }
+        self.write_records(lock, &records)
+    }
+
+    /// Records a build step's image, untagged, as `parent`'s child.
+    pub(crate) fn record_child(
+        &self,
+        lock: &Lock,
+        id: &ImageId,
+        manifest: &Digest,
+        parent: Option<&ImageId>,
+    ) -> Result<()> {
+        let mut records = self.read_records()?;
+        let record = records
+            .images
+            .entry(id.hex().to_owned())
+            .or_insert_with(|| ImageRecord {
+                id: id.clone(),
+                manifest: manifest.clone(),
+                names: Vec::new(),
+                added: now(),
+                parent: parent.cloned(),
+            });
+        record.manifest = manifest.clone();
         self.write_records(lock, &records)
     }
 
@@ -285,9 +316,19 @@ impl Store {
 
     /// `docker images`: one summary per image.
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
+        self.list_images(false)
+    }
+
+    /// `docker images [-a]`: without `all`, intermediate images (untagged parents of another
+    /// image, left by builds) are left out, as Docker does.
+    pub fn list_images(&self, all: bool) -> Result<Vec<ImageSummary>> {
         let records = self.read_records()?;
+        let parents = parents(&records);
         let mut out = Vec::new();
         for record in records.images.values() {
+            if !all && record.names.is_empty() && parents.contains(record.id.hex()) {
+                continue;
+            }
             let info = self.info(record)?;
             out.push(ImageSummary {
                 id: info.id.clone(),
@@ -336,6 +377,7 @@ impl Store {
         let lock = self.lock()?;
         let mut records = self.read_records()?;
         let (id, by_name) = self.find(&records, name_or_id)?;
+        let parent = records.images.get(id.hex()).and_then(|r| r.parent.clone());
         let mut report = RemoveReport::default();
         let Some(record) = records.images.get_mut(id.hex()) else {
             return Err(Error::ImageNotFound(name_or_id.to_owned()));
@@ -362,6 +404,9 @@ impl Store {
                 report.deleted = Some(id);
             }
         }
+        if report.deleted.is_some() {
+            report.parents = remove_untagged_parents(&mut records, parent);
+        }
         self.write_records(&lock, &records)?;
         report.gc = gc::collect(self, &lock)?;
         Ok(report)
@@ -371,13 +416,25 @@ impl Store {
     pub fn prune(&self) -> Result<(Vec<ImageId>, gc::GcReport)> {
         let lock = self.lock()?;
         let mut records = self.read_records()?;
-        let dangling: Vec<ImageId> = records
-            .images
-            .values()
-            .filter(|r| r.names.is_empty())
-            .map(|r| r.id.clone())
-            .collect();
-        records.images.retain(|_, r| !r.names.is_empty());
+        // Dangling: untagged and nobody's parent (an intermediate image stays while the image
+        // built on it does); removing one may leave its parent dangling in turn.
+        let mut dangling: Vec<ImageId> = Vec::new();
+        loop {
+            let parents = parents(&records);
+            let round: Vec<ImageId> = records
+                .images
+                .values()
+                .filter(|r| r.names.is_empty() && !parents.contains(r.id.hex()))
+                .map(|r| r.id.clone())
+                .collect();
+            if round.is_empty() {
+                break;
+            }
+            for id in &round {
+                records.images.remove(id.hex());
+            }
+            dangling.extend(round);
+        }
         self.write_records(&lock, &records)?;
         Ok((dangling, gc::collect(self, &lock)?))
     }
@@ -387,4 +444,37 @@ impl Store {
         let lock = self.lock()?;
         gc::collect(self, &lock)
     }
+}
+
+/// The ids (hex) that are some recorded image's parent.
+fn parents(records: &Records) -> std::collections::HashSet<String> {
+    records
+        .images
+        .values()
+        .filter_map(|r| r.parent.as_ref().map(|p| p.hex().to_owned()))
+        .collect()
+}
+
+/// After an image went: removes its `parent` while that is untagged and has no other child, then
+/// that one's parent, and so on (`docker rmi` without `--no-prune`).
+fn remove_untagged_parents(records: &mut Records, parent: Option<ImageId>) -> Vec<ImageId> {
+    let mut removed = Vec::new();
+    let mut next = parent;
+    while let Some(parent) = next {
+        let Some(record) = records.images.get(parent.hex()) else {
+            break;
+        };
+        let has_child = records
+            .images
+            .values()
+            .any(|r| r.parent.as_ref() == Some(&parent));
+        if !record.names.is_empty() || has_child {
+            break;
+        }
+        let grandparent = record.parent.clone();
+        records.images.remove(parent.hex());
+        removed.push(parent);
+        next = grandparent;
+    }
+    removed
 }

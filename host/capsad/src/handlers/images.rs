@@ -27,8 +27,9 @@ use crate::router::Ctx;
 /// `GET /images/json?filters=&all=`.
 pub async fn list(ctx: Ctx) -> Reply {
     let filters = Filters::parse(ctx.query.get("filters").unwrap_or(""))?;
+    let all = ctx.query.bool("all", false)?;
     let d = ctx.daemon.clone();
-    let v = blocking(move || Ok(api::images::list(&d.engine, &filters)?)).await?;
+    let v = blocking(move || Ok(api::images::list(&d.engine, &filters, all)?)).await?;
     ok_json(&json!(v))
 }
 

@@ -5,6 +5,7 @@
 //! `stream` holds what the hijacked endpoints (attach, exec) share: the upgrade to a raw
 //! connection and the copying between it and the container's monitor.
 
+pub mod build;
 pub mod containers;
 pub mod exec;
 pub mod images;

@@ -38,12 +38,30 @@ pub struct RegistryFlags {
     pub quiet: bool,
 }
 
+/// A build's context as the CLI has it.
+pub enum BuildContext {
+    /// A directory of this machine.
+    Dir(std::path::PathBuf),
+    /// A tar stream (a file, or stdin).
+    Tar(Box<dyn Read>),
+}
+
 /// The engine as the CLI's commands see it.
 pub trait Backend {
+    /// `build`: returns the image id; the log goes to `log` as it comes.
+    fn build(
+        &self,
+        context: BuildContext,
+        options: &capsa_host::engine::build::BuildOptions,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String>;
+    /// `builder prune`: (the cache entries dropped, bytes freed).
+    fn builder_prune(&self) -> Result<(Vec<String>, u64)>;
     fn list_containers(&self, all: bool, size: bool, filters: &Filters) -> Result<Vec<Value>>;
     fn inspect_container(&self, name: &str) -> Result<Option<Value>>;
     fn inspect_image(&self, name: &str) -> Result<Option<Value>>;
-    fn list_images(&self, filters: &Filters) -> Result<Vec<Value>>;
+    /// `images [-a]`: with `all`, builds' intermediate images too.
+    fn list_images(&self, filters: &Filters, all: bool) -> Result<Vec<Value>>;
     fn history(&self, name: &str) -> Result<Vec<Value>>;
     fn has_image(&self, name: &str) -> Result<bool>;
     fn create(&self, options: &RunOptions) -> Result<(String, Vec<String>)>;
@@ -182,8 +200,40 @@ impl Backend for Local {
         }
     }
 
-    fn list_images(&self, filters: &Filters) -> Result<Vec<Value>> {
-        Ok(api::images::list(&self.engine, filters)?)
+    fn build(
+        &self,
+        context: BuildContext,
+        options: &capsa_host::engine::build::BuildOptions,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String> {
+        struct Log<'a>(&'a mut dyn FnMut(&str));
+        impl capsa_host::engine::build::BuildOutput for Log<'_> {
+            fn stream(&mut self, text: &str) {
+                (self.0)(text)
+            }
+        }
+        let mut out = Log(log);
+        let id = match context {
+            BuildContext::Dir(dir) => {
+                let options = capsa_host::engine::build::BuildOptions {
+                    context: dir,
+                    ..options.clone()
+                };
+                self.engine.build(&options, &mut out)?
+            }
+            BuildContext::Tar(mut input) => {
+                self.engine.build_from_tar(&mut input, options, &mut out)?
+            }
+        };
+        Ok(id.to_string())
+    }
+
+    fn builder_prune(&self) -> Result<(Vec<String>, u64)> {
+        Ok(self.engine.builder_prune()?)
+    }
+
+    fn list_images(&self, filters: &Filters, all: bool) -> Result<Vec<Value>> {
+        Ok(api::images::list(&self.engine, filters, all)?)
     }
 
     fn history(&self, name: &str) -> Result<Vec<Value>> {

@@ -78,6 +78,65 @@ struct Cli {
     command: Command,
 }
 
+/// `capsa build`'s flags (Docker's).
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Name (and optionally tag) the image: `name:tag`; repeatable.
+    #[arg(short, long = "tag")]
+    tag: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin).
+    #[arg(short, long = "file")]
+    file: Option<String>,
+    /// A build-time variable `K=V` (`K` alone takes it from the environment); repeatable.
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// The stage to build last.
+    #[arg(long)]
+    target: Option<String>,
+    /// Run every step, using no cached one.
+    #[arg(long = "no-cache")]
+    no_cache: bool,
+    /// Pull every FROM image, even one the store has.
+    #[arg(long)]
+    pull: bool,
+    /// The platform of an image from scratch (`wasi/wasm` for a wasm image).
+    #[arg(long)]
+    platform: Option<String>,
+    /// A label `K=V` for the image; repeatable.
+    #[arg(long)]
+    label: Vec<String>,
+    /// Print only the image id.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Write the image id to this file.
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// RUN steps' network: none (the default), host, bridge or a network's name.
+    #[arg(long)]
+    network: Option<String>,
+    /// Accepted for Docker's scripts: intermediate containers are always removed.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    rm: bool,
+    /// Accepted for Docker's scripts (as `--rm`).
+    #[arg(long = "force-rm")]
+    force_rm: bool,
+    /// The build context: a directory, a tar file, or `-` for a tar on stdin.
+    context: String,
+}
+
+#[derive(Subcommand)]
+enum BuilderCommand {
+    /// Empty the build cache and remove the images only it kept.
+    Prune {
+        /// Do not ask (there is no question: accepted for Docker's scripts).
+        #[arg(short, long)]
+        force: bool,
+        /// Accepted for Docker's scripts.
+        #[arg(short, long)]
+        all: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum ImageCommand {
     /// List images.
@@ -240,6 +299,9 @@ enum VolumeCommand {
 
 #[derive(Args)]
 struct ImagesArgs {
+    /// Intermediate images (left by builds) too.
+    #[arg(short, long)]
+    all: bool,
     /// Only ids.
     #[arg(short, long)]
     quiet: bool,
@@ -262,8 +324,12 @@ struct RmiArgs {
 
 #[derive(Args)]
 struct HistoryArgs {
+    /// Only image ids.
     #[arg(short, long)]
     quiet: bool,
+    /// Show whole commands (else cut at 45 characters, as Docker).
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
     #[arg(long)]
     format: Option<String>,
     image: String,
@@ -344,6 +410,12 @@ enum Command {
         #[arg(short, long = "change")]
         change: Vec<String>,
     },
+    /// Build an image from a Dockerfile (Docker's classic builder: a layer per RUN/COPY/ADD,
+    /// a build cache).
+    Build(BuildArgs),
+    /// Build cache commands.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// List images.
     Images(ImagesArgs),
     /// Image commands.
@@ -843,6 +915,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 b.import(&mut f, reference.as_deref(), message.as_deref(), &change)?
             };
             println!("{id}");
+            Ok(0)
+        }
+        Command::Build(a) => build(b, &a),
+        Command::Builder(BuilderCommand::Prune { .. }) => {
+            let (entries, freed) = b.builder_prune()?;
+            if !entries.is_empty() {
+                println!("Deleted build cache objects:");
+                for e in &entries {
+                    println!("{e}");
+                }
+                println!();
+            }
+            println!("Total reclaimed space: {}", format::size(freed));
             Ok(0)
         }
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images(b, &a),
@@ -1567,7 +1652,7 @@ fn rfc3339_of_unix(secs: i64) -> String {
 }
 
 fn images(b: &dyn Backend, a: &ImagesArgs) -> Result<i32> {
-    let list = b.list_images(&Filters::from_flags(&a.filter)?)?;
+    let list = b.list_images(&Filters::from_flags(&a.filter)?, a.all)?;
     if a.quiet {
         for i in &list {
             println!("{}", short_id(i["Id"].as_str().unwrap_or_default()));
@@ -1636,7 +1721,15 @@ fn history(b: &dyn Backend, a: &HistoryArgs) -> Result<i32> {
         let created = rfc3339_of_unix(h["Created"].as_i64().unwrap_or(0));
         m.insert("CreatedSince".into(), json!(format::ago(&created)));
         m.insert("CreatedAt".into(), json!(created));
-        m.insert("CreatedBy".into(), h["CreatedBy"].clone());
+        let created_by = h["CreatedBy"].as_str().unwrap_or_default();
+        m.insert(
+            "CreatedBy".into(),
+            json!(if a.no_trunc || created_by.chars().count() <= 45 {
+                created_by.to_owned()
+            } else {
+                format!("{}…", created_by.chars().take(44).collect::<String>())
+            }),
+        );
         m.insert(
             "Size".into(),
             json!(format::size(h["Size"].as_u64().unwrap_or(0))),
@@ -1958,4 +2051,91 @@ fn regex_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// `capsa build`: the flags as the engine's options, the context as a directory or a tar, the
+/// log printed as it comes (only the id with `-q`).
+fn build(b: &dyn Backend, a: &BuildArgs) -> Result<i32> {
+    use capsa_host::engine::build::BuildOptions;
+    let mut options = BuildOptions {
+        tags: a.tag.clone(),
+        target: a.target.clone().filter(|t| !t.is_empty()),
+        no_cache: a.no_cache,
+        pull: a.pull,
+        platform: a.platform.clone().filter(|p| !p.is_empty()),
+        network: a.network.clone(),
+        ..BuildOptions::default()
+    };
+    for arg in &a.build_arg {
+        match arg.split_once('=') {
+            Some((k, v)) => {
+                options.build_args.insert(k.to_owned(), v.to_owned());
+            }
+            // Docker: `--build-arg K` takes K from the environment, and is left out if unset.
+            None => {
+                if let Ok(v) = std::env::var(arg) {
+                    options.build_args.insert(arg.clone(), v);
+                }
+            }
+        }
+    }
+    for label in &a.label {
+        let (k, v) = label.split_once('=').unwrap_or((label.as_str(), ""));
+        options.labels.insert(k.to_owned(), v.to_owned());
+    }
+    let stdin_tar = a.context == "-";
+    match a.file.as_deref() {
+        Some("-") if stdin_tar => {
+            anyhow::bail!("invalid argument: can't use stdin for both build context and dockerfile")
+        }
+        Some("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("read the Dockerfile from stdin")?;
+            options.dockerfile_text = Some(text);
+        }
+        Some(f) => options.dockerfile = Some(PathBuf::from(f)),
+        None => {}
+    }
+    let context = if stdin_tar {
+        backend::BuildContext::Tar(Box::new(std::io::stdin()))
+    } else {
+        let path = PathBuf::from(&a.context);
+        let meta = std::fs::metadata(&path).with_context(|| {
+            format!("unable to prepare context: path {:?} not found", a.context)
+        })?;
+        if meta.is_dir() {
+            backend::BuildContext::Dir(path)
+        } else {
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("open the build context {}", path.display()))?;
+            backend::BuildContext::Tar(Box::new(file))
+        }
+    };
+    let quiet = a.quiet;
+    let mut stdout = std::io::stdout();
+    let built = b.build(context, &options, &mut |text| {
+        if !quiet {
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+        }
+    });
+    let id = match built {
+        Ok(id) => id,
+        // A failed RUN: its message, and its exit code as the CLI's (as Docker's).
+        Err(e) => match e.downcast_ref::<capsa_host::engine::EngineError>() {
+            Some(capsa_host::engine::EngineError::BuildStep { message, code }) => {
+                eprintln!("capsa: {message}");
+                return Ok(*code);
+            }
+            _ => return Err(e),
+        },
+    };
+    if quiet {
+        println!("{id}");
+    }
+    if let Some(path) = &a.iidfile {
+        std::fs::write(path, &id).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(0)
 }

@@ -327,7 +327,176 @@ fn terminal_size() -> Option<(u16, u16)> {
     (r == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
 }
 
+/// The tar `POST /build` sends of a context directory: `.dockerignore` applied (the Dockerfile
+/// and `.dockerignore` always go, as with the docker CLI), plus the Dockerfile under
+/// `.dockerfile.capsa` when it is not a file of the context. Returns the tar and the
+/// Dockerfile's name in it.
+fn context_tar(
+    dir: &std::path::Path,
+    options: &capsa_host::engine::build::BuildOptions,
+) -> Result<(Vec<u8>, Option<String>)> {
+    use capsa_images::build::context::Context;
+    let context = Context::open(dir)?;
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    let extra_text = match (&options.dockerfile_text, &options.dockerfile) {
+        (Some(text), _) => Some(text.clone()),
+        (None, Some(p)) if p.is_absolute() && !p.starts_with(dir) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?)
+        }
+        _ => None,
+    };
+    let named = match (&extra_text, &options.dockerfile) {
+        (Some(_), _) => Some(".dockerfile.capsa".to_owned()),
+        (None, Some(p)) => Some(
+            p.strip_prefix(dir)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        (None, None) => None,
+    };
+    let always = [
+        named.clone().unwrap_or_else(|| "Dockerfile".into()),
+        ".dockerignore".to_owned(),
+    ];
+    for entry in context.entries("")? {
+        if entry.below.is_empty() {
+            continue;
+        }
+        tar.append_path_with_name(&entry.path, &entry.below)
+            .with_context(|| format!("add {} to the context", entry.path.display()))?;
+    }
+    for name in &always {
+        let path = dir.join(name);
+        if context.excluded(name) && path.is_file() {
+            tar.append_path_with_name(&path, name)
+                .with_context(|| format!("add {name} to the context"))?;
+        }
+    }
+    if let Some(text) = &extra_text {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, ".dockerfile.capsa", text.as_bytes())
+            .context("add the Dockerfile to the context")?;
+    }
+    Ok((tar.into_inner().context("finish the context tar")?, named))
+}
+
 impl Backend for Remote {
+    fn build(
+        &self,
+        context: crate::backend::BuildContext,
+        options: &capsa_host::engine::build::BuildOptions,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String> {
+        let mut q = vec!["version=1".to_owned(), "rm=1".to_owned()];
+        for t in &options.tags {
+            q.push(format!("t={}", enc(t)));
+        }
+        let (mut body, dockerfile): (Box<dyn Read>, Option<String>) = match context {
+            crate::backend::BuildContext::Dir(dir) => {
+                let (bytes, name) = context_tar(&dir, options)?;
+                (Box::new(std::io::Cursor::new(bytes)), name)
+            }
+            crate::backend::BuildContext::Tar(input) => {
+                if options.dockerfile_text.is_some() {
+                    bail!("a Dockerfile from stdin needs a context directory");
+                }
+                (
+                    input,
+                    options
+                        .dockerfile
+                        .as_ref()
+                        .map(|p| p.to_string_lossy().into_owned()),
+                )
+            }
+        };
+        if let Some(d) = dockerfile {
+            q.push(format!("dockerfile={}", enc(&d)));
+        }
+        if !options.build_args.is_empty() {
+            q.push(format!(
+                "buildargs={}",
+                enc(&serde_json::to_string(&options.build_args)?)
+            ));
+        }
+        if !options.labels.is_empty() {
+            q.push(format!(
+                "labels={}",
+                enc(&serde_json::to_string(&options.labels)?)
+            ));
+        }
+        if let Some(t) = &options.target {
+            q.push(format!("target={}", enc(t)));
+        }
+        if let Some(p) = &options.platform {
+            q.push(format!("platform={}", enc(p)));
+        }
+        if let Some(n) = &options.network {
+            q.push(format!("networkmode={}", enc(n)));
+        }
+        if options.no_cache {
+            q.push("nocache=1".into());
+        }
+        if options.pull {
+            q.push("pull=1".into());
+        }
+        let response = self
+            .client
+            .request(
+                "POST",
+                &format!("/build?{}", q.join("&")),
+                &[("Content-Type", "application/x-tar".into())],
+                Body::Stream(&mut body),
+            )?
+            .ok()?;
+        let mut id = None;
+        for line in std::io::BufRead::lines(std::io::BufReader::new(response.body)) {
+            let line = line.context("read the build's output")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&line).context("a build output line")?;
+            if let Some(e) = v["error"].as_str() {
+                let code = v["errorDetail"]["code"].as_i64().unwrap_or(0) as i32;
+                if code > 0 {
+                    return Err(capsa_host::engine::EngineError::BuildStep {
+                        message: e.to_owned(),
+                        code,
+                    }
+                    .into());
+                }
+                bail!("{e}");
+            }
+            if let Some(s) = v["stream"].as_str() {
+                log(s);
+            }
+            if let Some(i) = v["aux"]["ID"].as_str() {
+                id = Some(i.to_owned());
+            }
+        }
+        id.context("the daemon's build ended without an image id")
+    }
+
+    fn builder_prune(&self) -> Result<(Vec<String>, u64)> {
+        let v = self
+            .client
+            .request("POST", "/build/prune", &[], Body::None)?
+            .ok()?
+            .json()?;
+        let entries = v["CachesDeleted"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((entries, v["SpaceReclaimed"].as_u64().unwrap_or(0)))
+    }
+
     fn list_containers(&self, all: bool, size: bool, filters: &Filters) -> Result<Vec<Value>> {
         let v = self.get(&format!(
             "/containers/json?all={}&size={}&filters={}",
@@ -354,9 +523,10 @@ impl Backend for Remote {
         }
     }
 
-    fn list_images(&self, filters: &Filters) -> Result<Vec<Value>> {
+    fn list_images(&self, filters: &Filters, all: bool) -> Result<Vec<Value>> {
         let v = self.get(&format!(
-            "/images/json?filters={}",
+            "/images/json?all={}&filters={}",
+            all as u8,
             enc(&filters.to_query())
         ))?;
         Ok(v.as_array().cloned().unwrap_or_default())

@@ -80,9 +80,9 @@ fn glob(pattern: &str, text: &str) -> bool {
 
 /// `GET /images/json`: newest first; without `all`, every image (capsa keeps no
 /// intermediate images to hide).
-pub fn list(engine: &Engine, filters: &Filters) -> Result<Vec<Value>> {
+pub fn list(engine: &Engine, filters: &Filters, all: bool) -> Result<Vec<Value>> {
     filters.only(LIST_FILTERS)?;
-    let mut images = engine.store().list()?;
+    let mut images = engine.store().list_images(all)?;
     images.sort_by(|a, b| b.created.cmp(&a.created));
     let containers = engine.containers()?;
     let dangling = filters.bool("dangling")?;
@@ -202,18 +202,39 @@ pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
 /// `GET /images/{name}/history`: newest first, the top entry with the image's id and names.
 pub fn history(engine: &Engine, name: &str) -> Result<Vec<Value>> {
     let info = engine.store().inspect(name)?;
+    // The images a build made on the way (the parent chain, while it is stored) name their own
+    // history entries, as Docker shows them; the rest are `<missing>`.
+    let records: std::collections::HashMap<String, capsa_images::ImageRecord> = engine
+        .store()
+        .records()?
+        .into_iter()
+        .map(|r| (r.id.hex().to_owned(), r))
+        .collect();
+    let mut owners: std::collections::HashMap<usize, (String, Vec<String>)> = Default::default();
+    owners.insert(
+        info.history.len(),
+        (info.id.to_string(), info.names.clone()),
+    );
+    let mut next = records.get(info.id.hex()).and_then(|r| r.parent.clone());
+    while let Some(parent) = next {
+        let Ok(p) = engine.store().inspect(&parent.to_string()) else {
+            break;
+        };
+        owners.insert(p.history.len(), (p.id.to_string(), p.names.clone()));
+        next = records.get(p.id.hex()).and_then(|r| r.parent.clone());
+    }
     let mut sizes = info.layers.iter().map(|l| l.size);
     let mut rows = Vec::new();
     for (n, h) in info.history.iter().enumerate() {
         let h = serde_json::to_value(h).unwrap_or(Value::Null);
         let empty = h["empty_layer"].as_bool().unwrap_or(false);
         let size = if empty { 0 } else { sizes.next().unwrap_or(0) };
-        let is_last = n + 1 == info.history.len();
+        let owner = owners.get(&(n + 1));
         rows.push(json!({
-            "Id": if is_last { info.id.to_string() } else { "<missing>".to_owned() },
+            "Id": owner.map_or("<missing>".to_owned(), |(id, _)| id.clone()),
             "Created": time::unix(h["created"].as_str().unwrap_or_default()),
             "CreatedBy": h["created_by"].as_str().unwrap_or_default(),
-            "Tags": if is_last { json!(info.names) } else { Value::Null },
+            "Tags": owner.map_or(Value::Null, |(_, names)| json!(names)),
             "Size": size,
             "Comment": h["comment"].as_str().unwrap_or_default(),
         }));

@@ -1,0 +1,1 @@
+//! `docker build` through capsad: being written.
