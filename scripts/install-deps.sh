@@ -16,6 +16,7 @@ PACKAGES=(
     runc
     crun
     podman
+    buildah                     # bench/build.sh's peer; the build tests' differential
     conmon                      # podman's container monitor
     catatonit                   # podman --init
     golang-github-containers-common # podman's default containers.conf, policy.json, seccomp.json
