@@ -118,9 +118,12 @@ fn build_makes_the_image_the_dockerfile_describes() -> Result<()> {
     );
     ensure!(c["Healthcheck"]["Interval"] == 5_000_000_000i64, "{c}");
     ensure!(c["Healthcheck"]["Retries"] == 2, "{c}");
-    // Layers: the base's one, then one per COPY and RUN.
+    // Layers: the base's one, then one per COPY and RUN, and WORKDIR's (it made /app).
     let layers = i["RootFS"]["Layers"].as_array().context("layers")?.len();
-    ensure!(layers == 4, "one layer per COPY/RUN on the base's: {i}");
+    ensure!(
+        layers == 5,
+        "one layer per COPY/RUN/new WORKDIR on the base's: {i}"
+    );
 
     // History: Docker's shape, newest first, metadata steps without a layer.
     let history = ctx
@@ -618,6 +621,22 @@ fn bad_dockerfiles_are_refused_clearly_and_leave_nothing() -> Result<()> {
             "{dockerfile:?}: expected {needle:?} in {out}"
         );
     }
+    // Sources outside the context: an absolute path is the context's, and a link pointing out
+    // resolves inside it (so neither reaches the host's /etc/passwd).
+    for (n, source) in ["/etc/passwd", "out", "out-dir/passwd"].iter().enumerate() {
+        let dir = context(
+            &ctx,
+            &format!("outside{n}"),
+            &[("Dockerfile", &format!("FROM bb:1\nCOPY {source} /x\n"))],
+        )?;
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("out"))?;
+        std::os::unix::fs::symlink("/etc", dir.join("out-dir"))?;
+        let out = build(&ctx, &dir, &["-t", "never:1"])?;
+        ensure!(
+            !out.success() && out.stderr.contains("file not found in build context"),
+            "COPY {source}: {out}"
+        );
+    }
     let nofile = context(&ctx, "empty", &[])?;
     let out = build(&ctx, &nofile, &[])?;
     ensure!(
@@ -686,4 +705,240 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A tree as the differential compares it: path → kind, mode, owner, and content or target.
+fn tree(root: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    use std::os::unix::fs::MetadataExt;
+    // What each tool puts in a container's view but not in the image's content.
+    const SKIP: [&str; 7] = [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+    ];
+    fn walk(
+        root: &Path,
+        rel: &str,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let dir = root.join(rel);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .with_context(|| format!("read {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        for name in names {
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if SKIP.contains(&child.as_str()) {
+                continue;
+            }
+            let p = root.join(&child);
+            let m = std::fs::symlink_metadata(&p)?;
+            let head = format!("{:o} {}:{}", m.mode() & 0o7777, m.uid(), m.gid());
+            if m.file_type().is_symlink() {
+                out.insert(child, format!("l -> {}", std::fs::read_link(&p)?.display()));
+            } else if m.is_dir() {
+                out.insert(child.clone(), format!("d {head}"));
+                walk(root, &child, out)?;
+            } else {
+                out.insert(
+                    child,
+                    format!("f {head} {}", capsa_tests::engine::sha256_file(&p)?),
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, "", &mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn build_matches_buildah_on_the_same_dockerfile() -> Result<()> {
+    let ctx = EngineContext::new("build-buildah")?;
+    if which("buildah").is_none() {
+        anyhow::bail!("buildah is missing: scripts/install-deps.sh installs it");
+    }
+    ctx.import_busybox("localhost/bb:1")?;
+    let archive = ctx.dir().join("bb-save.tar");
+    ctx.capsa(&["save", "-o", &archive.to_string_lossy(), "localhost/bb:1"])?
+        .ok()?;
+    let dir = context(
+        &ctx,
+        "ctx",
+        &[
+            ("a.txt", "alpha\n"),
+            ("tree/x/y.txt", "why\n"),
+            ("tree/z", "zed\n"),
+            (
+                "Dockerfile",
+                "FROM localhost/bb:1 AS first\nRUN mkdir -p /out && echo first > /out/f && chmod 0600 /out/f\n\nFROM localhost/bb:1\nARG V=7\nENV A=1 B=\"two words\"\nWORKDIR /app\nCOPY --chown=1:2 --chmod=0640 a.txt sub/\nCOPY tree /app/tree/\nCOPY --from=first /out/f /from-first\nRUN mkdir -p /data/x && echo made-$V > /data/x/f && chmod 0700 /data/x && ln -s /data/x/f /app/link && rm /bin/cat\nUSER 1000:1000\nEXPOSE 8080/tcp 53/udp\nVOLUME /data\nLABEL k=v other=\"a b\"\nENTRYPOINT [\"/bin/sh\", \"-c\"]\nCMD [\"echo hi\"]\n",
+            ),
+        ],
+    )?;
+    build(&ctx, &dir, &["-t", "localhost/out:1"])?.ok()?;
+
+    // buildah: its own store in the test's dir, chroot isolation, the same base image.
+    let broot = ctx.dir().join("buildah");
+    let buildah = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new("buildah")
+            .arg("--root")
+            .arg(broot.join("root"))
+            .arg("--runroot")
+            .arg(broot.join("run"))
+            .args(["--storage-driver", "overlay"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("run buildah")?;
+        ensure!(
+            out.status.success(),
+            "buildah {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let result = (|| -> Result<()> {
+        buildah(&[
+            "pull",
+            "-q",
+            &format!("docker-archive:{}", archive.display()),
+        ])?;
+        let d = dir.to_string_lossy().into_owned();
+        buildah(&[
+            "bud",
+            "--layers",
+            "--isolation",
+            "chroot",
+            "--pull-never",
+            "-q",
+            "-t",
+            "localhost/out:1",
+            &d,
+        ])?;
+        buildah(&["from", "--name", "capsa-test-cmp", "localhost/out:1"])?;
+        let mounted = buildah(&["mount", "capsa-test-cmp"])?;
+        let theirs = tree(Path::new(mounted.trim()))?;
+
+        // capsa's: the image's rootfs as `export` of a container of it gives it.
+        let created = ctx
+            .create(&["--network", "none", "localhost/out:1"])?
+            .ok()?;
+        let id = created.stdout.trim().to_owned();
+        let export = ctx.dir().join("export.tar");
+        ctx.capsa(&["export", "-o", &export.to_string_lossy(), &id])?
+            .ok()?;
+        let unpacked = ctx.dir().join("capsa-tree");
+        std::fs::create_dir_all(&unpacked)?;
+        let status = std::process::Command::new("tar")
+            .args(["--numeric-owner", "-xpf"])
+            .arg(&export)
+            .arg("-C")
+            .arg(&unpacked)
+            .status()?;
+        ensure!(status.success(), "tar -x of the export");
+        ctx.capsa(&["rm", &id])?.ok()?;
+        let ours = tree(&unpacked)?;
+        let mut differences = Vec::new();
+        for (path, desc) in &theirs {
+            match ours.get(path) {
+                Some(o) if o == desc => {}
+                Some(o) => differences.push(format!("{path}: capsa {o}, buildah {desc}")),
+                None => differences.push(format!("{path}: only buildah has it ({desc})")),
+            }
+        }
+        for (path, desc) in &ours {
+            if !theirs.contains_key(path) {
+                differences.push(format!("{path}: only capsa has it ({desc})"));
+            }
+        }
+        // One known difference, Docker's side taken: buildah 1.28 makes a WORKDIR only when a
+        // later step needs it, owned as that step's files (here COPY --chown=1:2); Docker's
+        // classic builder (and BuildKit) make it at WORKDIR, root's.
+        let known = "app: capsa d 755 0:0, buildah d 755 1:2";
+        differences.retain(|d| d != known);
+        ensure!(
+            differences.is_empty(),
+            "the rootfs trees differ:\n{}",
+            differences.join("\n")
+        );
+
+        // The configs: the fields a container is made from.
+        let theirs: Value = serde_json::from_str(&buildah(&[
+            "inspect",
+            "--type",
+            "image",
+            "localhost/out:1",
+        ])?)?;
+        let mut theirs = theirs["OCIv1"]["config"].clone();
+        // buildah labels what it builds with its version.
+        if let Some(labels) = theirs["Labels"].as_object_mut() {
+            labels.remove("io.buildah.version");
+        }
+        let theirs = &theirs;
+        let ours = inspect(&ctx, "localhost/out:1")?;
+        let ours = &ours["Config"];
+        for (our_key, their_key) in [
+            ("Cmd", "Cmd"),
+            ("Entrypoint", "Entrypoint"),
+            ("WorkingDir", "WorkingDir"),
+            ("User", "User"),
+            ("ExposedPorts", "ExposedPorts"),
+            ("Volumes", "Volumes"),
+            ("Labels", "Labels"),
+        ] {
+            ensure!(
+                ours[our_key] == theirs[their_key],
+                "{our_key}: capsa {} buildah {}",
+                ours[our_key],
+                theirs[their_key]
+            );
+        }
+        let env = |v: &Value| -> Vec<String> {
+            let mut e: Vec<String> = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            e.sort();
+            e
+        };
+        ensure!(
+            env(&ours["Env"]) == env(&theirs["Env"]),
+            "Env: capsa {:?} buildah {:?}",
+            env(&ours["Env"]),
+            env(&theirs["Env"])
+        );
+        Ok(())
+    })();
+    let _ = buildah(&["umount", "capsa-test-cmp"]);
+    let _ = buildah(&["rm", "capsa-test-cmp"]);
+    let _ = buildah(&["rmi", "--all", "--force"]);
+    // buildah's overlay mounts live under its root: none may outlive the test.
+    for m in capsa_tests::cleanup::mounts_below(&broot) {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    result
+}
+
+/// The path of a program on PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
 }

@@ -139,6 +139,8 @@ pub trait Backend {
     ) -> Result<()>;
     fn path_stat(&self, name: &str, path: &str) -> Result<PathStat>;
     fn copy_from(&self, name: &str, path: &str, out: &mut dyn Write) -> Result<PathStat>;
+    /// `export`: the container's filesystem as a tar.
+    fn export(&self, name: &str, out: &mut dyn Write) -> Result<()>;
     fn copy_to(&self, name: &str, dir: &str, input: &mut dyn Read) -> Result<()>;
 }
 
@@ -607,6 +609,11 @@ impl Backend for Local {
     fn copy_to(&self, name: &str, dir: &str, input: &mut dyn Read) -> Result<()> {
         let c = self.container(name)?;
         Ok(self.engine.archive_put(&c, dir, input, false, false)?)
+    }
+
+    fn export(&self, name: &str, out: &mut dyn Write) -> Result<()> {
+        let c = self.container(name)?;
+        Ok(self.engine.export(&c, out)?)
     }
 }
 

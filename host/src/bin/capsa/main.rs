@@ -601,6 +601,13 @@ enum Command {
     },
     /// A container's changes (A added, C changed, D deleted).
     Diff { container: String },
+    /// A container's filesystem as a tar (stdout, or `-o FILE`).
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
     /// Copy files between a container and the host: `cp CONTAINER:PATH DEST` or
     /// `cp SRC CONTAINER:DIR` (a tar stream with `-`).
     Cp { source: String, destination: String },
@@ -1206,6 +1213,25 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Pause { containers } => each(&containers, |c| b.pause(c)),
         Command::Unpause { containers } => each(&containers, |c| b.unpause(c)),
+        Command::Export { output, container } => {
+            match output {
+                Some(path) => {
+                    // Written beside, renamed when whole: a failed export leaves no file.
+                    let tmp = path.with_extension("capsa-partial");
+                    let mut file = std::fs::File::create(&tmp)
+                        .with_context(|| format!("create {}", tmp.display()))?;
+                    let written = b.export(&container, &mut file);
+                    if let Err(e) = written {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e);
+                    }
+                    std::fs::rename(&tmp, &path)
+                        .with_context(|| format!("rename to {}", path.display()))?;
+                }
+                None => b.export(&container, &mut std::io::stdout().lock())?,
+            }
+            Ok(0)
+        }
         Command::Diff { container } => {
             for change in b.diff(&container)? {
                 let letter = match change["Kind"].as_i64() {

@@ -1261,6 +1261,20 @@ impl Backend for Remote {
         Ok(stat)
     }
 
+    fn export(&self, name: &str, out: &mut dyn Write) -> Result<()> {
+        let mut r = self
+            .client
+            .request(
+                "GET",
+                &format!("/containers/{}/export", seg(name)),
+                &[],
+                Body::None,
+            )?
+            .ok()?;
+        std::io::copy(&mut r.body, out).context("read the export")?;
+        Ok(())
+    }
+
     fn copy_to(&self, name: &str, dir: &str, input: &mut dyn Read) -> Result<()> {
         self.client
             .request(

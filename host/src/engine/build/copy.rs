@@ -367,6 +367,91 @@ impl Build<'_> {
     }
 }
 
+impl Build<'_> {
+    /// `WORKDIR`: the config's working dir, and the directory made (root's, 0755) when the
+    /// image lacks it, in a layer of its own, as Docker's classic builder makes it.
+    pub(super) fn workdir_step(
+        &mut self,
+        st: &mut Stage,
+        dir: &str,
+        config: serde_json::Value,
+        created_by: String,
+    ) -> Result<()> {
+        let key = created_by.clone();
+        let target = match &st.image {
+            Some(_) => {
+                let c = self.step_container(st, vec!["true".into()], Vec::new())?;
+                self.engine.ensure_mounted(&c.record)?;
+                Some(c)
+            }
+            None => None,
+        };
+        let root = target.as_ref().map(|c| self.engine.rootfs_dir(&c.record));
+        let inside = match &root {
+            Some(r) => Context::plain(r).follow(dir)?,
+            None => normalise(dir).trim_start_matches('/').to_owned(),
+        };
+        let mut missing = Vec::new();
+        let mut at = String::new();
+        for part in inside.split('/').filter(|p| !p.is_empty()) {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            let exists = root
+                .as_ref()
+                .is_some_and(|r| std::fs::symlink_metadata(r.join(&at)).is_ok());
+            if !exists {
+                missing.push(at.clone());
+            }
+        }
+        if missing.is_empty() {
+            drop(target);
+            return self.commit(st, &key, config, created_by, None);
+        }
+        let tar_path = match &target {
+            Some(c) => self
+                .engine
+                .container_dir(&c.record.id)
+                .join("step-workdir.tar"),
+            None => self
+                .engine
+                .build_tmp()?
+                .join(format!("workdir-{}.tar", std::process::id())),
+        };
+        let written = (|| -> Result<()> {
+            let file = std::fs::File::create(&tar_path).io("create", &tar_path)?;
+            let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+            for d in &missing {
+                append_dir(&mut tar, d, 0o755, (0, 0), now())?;
+            }
+            tar.into_inner()
+                .and_then(|mut w| w.flush())
+                .io("write", &tar_path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tar_path);
+            return Err(e);
+        }
+        match &target {
+            Some(c) => {
+                let unpacked = (|| -> Result<()> {
+                    let mut file = std::fs::File::open(&tar_path).io("open", &tar_path)?;
+                    self.engine
+                        .archive_put(&c.record, "/", &mut file, true, false)
+                })();
+                let _ = std::fs::remove_file(&tar_path);
+                unpacked?;
+                let layer = self.write_layer(&c.record)?;
+                self.commit(st, &key, config, created_by, Some(layer))?;
+            }
+            None => self.commit(st, &key, config, created_by, Some(tar_path))?,
+        }
+        drop(target);
+        Ok(())
+    }
+}
+
 impl crate::engine::Engine {
     /// `<root>/build-tmp`: files a build stages outside any container (a scratch stage's
     /// first layer), removed when used.

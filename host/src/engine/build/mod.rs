@@ -65,6 +65,9 @@ pub trait BuildOutput {
     fn stream(&mut self, text: &str);
 }
 
+/// The PATH a stage gets when its image sets none (Docker's `DefaultPathEnv` on Linux).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Docker's predefined build args: usable without an `ARG`, kept out of the history.
 const PREDEFINED_ARGS: [&str; 10] = [
     "HTTP_PROXY",
@@ -356,6 +359,20 @@ impl Build<'_> {
         *step += 1;
         self.header(*step, total, from);
         let mut st = self.from(from, meta_args)?;
+        // Docker's classic builder: a stage whose image sets no PATH gets the default one.
+        if env_value(&st.config, "PATH").is_none() && st.platform.0 != "windows" {
+            if !st.config.is_object() {
+                st.config = json!({});
+            }
+            let mut env: Vec<Value> = st
+                .config
+                .get("Env")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            env.push(json!(format!("PATH={DEFAULT_PATH}")));
+            st.config["Env"] = Value::Array(env);
+        }
         if let Some(triggers) = st.config.get("OnBuild").and_then(Value::as_array).cloned()
             && !triggers.is_empty()
         {
@@ -532,6 +549,18 @@ impl Build<'_> {
             }
             "RUN" => self.run_step(st, i),
             "COPY" | "ADD" => self.copy_step(st, i),
+            "WORKDIR" => {
+                let (config, created_by) = config::apply(st, i, self.escape)?;
+                if self.cached(st, &created_by)? {
+                    return Ok(());
+                }
+                let dir = config
+                    .get("WorkingDir")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_owned();
+                self.workdir_step(st, &dir, config, created_by)
+            }
             "FROM" => Err(invalid("Dockerfile", "FROM inside a stage")),
             _ => {
                 let (config, created_by) = config::apply(st, i, self.escape)?;
