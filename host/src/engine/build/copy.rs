@@ -228,10 +228,7 @@ impl Build<'_> {
                 .engine
                 .container_dir(&c.record.id)
                 .join("step-copy.tar"),
-            None => self
-                .engine
-                .build_tmp()?
-                .join(format!("copy-{}.tar", std::process::id())),
+            None => self.engine.build_tmp("copy")?,
         };
         let written = (|| -> Result<()> {
             let file = std::fs::File::create(&tar_path).io("create", &tar_path)?;
@@ -414,10 +411,7 @@ impl Build<'_> {
                 .engine
                 .container_dir(&c.record.id)
                 .join("step-workdir.tar"),
-            None => self
-                .engine
-                .build_tmp()?
-                .join(format!("workdir-{}.tar", std::process::id())),
+            None => self.engine.build_tmp("workdir")?,
         };
         let written = (|| -> Result<()> {
             let file = std::fs::File::create(&tar_path).io("create", &tar_path)?;
@@ -453,12 +447,38 @@ impl Build<'_> {
 }
 
 impl crate::engine::Engine {
-    /// `<root>/build-tmp`: files a build stages outside any container (a scratch stage's
-    /// first layer), removed when used.
-    pub(super) fn build_tmp(&self) -> Result<PathBuf> {
+    /// A new path in `<root>/build-tmp` for what a build stages outside any container (a
+    /// context unpacked from a tar, a step's layer, a scratch stage's first layer), removed
+    /// when used: `KIND-PID-RANDOM`, so that what a killed build left is known by its dead pid
+    /// and removed by the next build ([`Self::reap_build_tmp`]).
+    pub(super) fn build_tmp(&self, kind: &str) -> Result<PathBuf> {
         let dir = self.root().join("build-tmp");
         std::fs::create_dir_all(&dir).io("mkdir", &dir)?;
-        Ok(dir)
+        let unique = crate::engine::container::random_id()?;
+        Ok(dir.join(format!("{kind}-{}-{}", std::process::id(), &unique[..12])))
+    }
+
+    /// Removes what builds whose process is gone left in `<root>/build-tmp`.
+    pub(super) fn reap_build_tmp(&self) {
+        let dir = self.root().join("build-tmp");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+            let alive = pid.is_some_and(|p| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
+            });
+            if !alive {
+                let path = e.path();
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+        }
     }
 }
 

@@ -192,6 +192,7 @@ impl Engine {
             }
         };
         let parsed = dockerfile::parse(&text).map_err(|e| invalid("Dockerfile", e.to_string()))?;
+        self.reap_build_tmp();
         let context = Context::open(&options.context)?;
         let mut build = Build {
             engine: self,
@@ -651,9 +652,7 @@ impl Engine {
         options: &BuildOptions,
         out: &mut dyn BuildOutput,
     ) -> Result<ImageId> {
-        let dir = self
-            .build_tmp()?
-            .join(format!("context-{}", super::container::random_id()?));
+        let dir = self.build_tmp("context")?;
         std::fs::create_dir(&dir).io("mkdir", &dir)?;
         let result = (|| {
             let mut head = [0u8; 4];

@@ -185,7 +185,7 @@ impl<'a> Build<'a> {
     /// The container's changes as a tar layer in `<root>/build-tmp` (the step's commit
     /// removes it).
     pub(super) fn write_layer(&self, c: &ContainerRecord) -> Result<std::path::PathBuf> {
-        let path = self.engine.build_tmp()?.join(format!("layer-{}.tar", c.id));
+        let path = self.engine.build_tmp("layer")?;
         let mut file = std::fs::File::create(&path).io("create", &path)?;
         capsa_images::commit::write_layer(&self.engine.upper_dir(c), &mut file)?;
         file.sync_all().io("fsync", &path)?;
