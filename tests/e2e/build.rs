@@ -942,3 +942,43 @@ fn which(program: &str) -> Option<PathBuf> {
         .map(|d| Path::new(d).join(program))
         .find(|p| p.is_file())
 }
+
+#[test]
+fn interrupted_build_kills_its_step_and_leaves_no_container() -> Result<()> {
+    let ctx = EngineContext::new("build-cancel")?;
+    base(&ctx)?;
+    let dir = context(
+        &ctx,
+        "ctx",
+        &[("Dockerfile", "FROM bb:1\nRUN echo started && sleep 60\n")],
+    )?;
+    let log = ctx.dir().join("build.out");
+    let mut child = ctx
+        .command(&["build", "-t", "never:1", &dir.to_string_lossy()])
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)?.contains("started") {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let status = child.wait()?;
+    ensure!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the build stopped soon after SIGINT"
+    );
+    ensure!(status.code() == Some(130), "exit code: {status:?}");
+    let ps = ctx.capsa(&["ps", "-aq"])?.ok()?;
+    ensure!(ps.stdout.trim().is_empty(), "no step container left: {ps}");
+    ensure!(!ctx.capsa(&["image", "inspect", "never:1"])?.success());
+    Ok(())
+}

@@ -54,6 +54,11 @@ impl BuildOutput for JsonLog {
             self.line(json!({ "stream": text }));
         }
     }
+
+    /// A client that went away (the docker CLI's Ctrl-C) cancels the build, as with dockerd.
+    fn cancelled(&self) -> bool {
+        self.out.closed()
+    }
 }
 
 /// `POST /build?t=&dockerfile=&buildargs=&nocache=&pull=&target=&labels=&platform=&networkmode=&q=`.

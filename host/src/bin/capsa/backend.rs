@@ -213,6 +213,9 @@ impl Backend for Local {
             fn stream(&mut self, text: &str) {
                 (self.0)(text)
             }
+            fn cancelled(&self) -> bool {
+                crate::interrupted()
+            }
         }
         let mut out = Log(log);
         let id = match context {

@@ -2079,6 +2079,18 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
+/// Set by SIGINT/SIGTERM while a build runs: the build stops its step and removes it.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether SIGINT or SIGTERM came (during a build).
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// `capsa build`: the flags as the engine's options, the context as a directory or a tar, the
 /// log printed as it comes (only the id with `-q`).
 fn build(b: &dyn Backend, a: &BuildArgs) -> Result<i32> {
@@ -2138,6 +2150,12 @@ fn build(b: &dyn Backend, a: &BuildArgs) -> Result<i32> {
             backend::BuildContext::Tar(Box::new(file))
         }
     };
+    // Ctrl-C cancels the build (its running step is killed and removed) instead of leaving a
+    // step container behind.
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_interrupt as *const () as libc::sighandler_t) };
+    }
     let quiet = a.quiet;
     let mut stdout = std::io::stdout();
     let built = b.build(context, &options, &mut |text| {

@@ -63,6 +63,12 @@ pub struct BuildOptions {
 pub trait BuildOutput {
     /// Text of the build's log: step headers, the steps' own output, notes.
     fn stream(&mut self, text: &str);
+
+    /// Whether the build should stop (the CLI got SIGINT, the daemon's client went away): a
+    /// running step's container is killed and removed, and the build fails.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// The PATH a stage gets when its image sets none (Docker's `DefaultPathEnv` on Linux).
@@ -534,6 +540,9 @@ impl Build<'_> {
         i: &Instruction,
         meta_args: &BTreeMap<String, Option<String>>,
     ) -> Result<()> {
+        if self.out.cancelled() {
+            return Err(cancelled());
+        }
         match i.keyword.as_str() {
             "ARG" => {
                 self.declare_args(st, i, Some(meta_args))?;
@@ -625,6 +634,14 @@ impl Build<'_> {
         self.out.stream(&format!(" ---> {}\n", short(&id)));
         st.image = Some(id);
         Ok(())
+    }
+}
+
+/// The error of a build stopped by its caller.
+pub(super) fn cancelled() -> EngineError {
+    EngineError::BuildStep {
+        message: "the build was cancelled".into(),
+        code: 130,
     }
 }
 

@@ -166,20 +166,41 @@ impl<'a> Build<'a> {
         line.push(b'\n');
         ours.write_all(&line).io("write", "attach")?;
         self.engine.start(c, vec![theirs.into()])?;
+        // Read with a timeout, so that a cancelled build is noticed while a step runs.
+        ours.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .io("set a timeout on", "attach")?;
         let mut demux = Demux::default();
         let mut buf = vec![0u8; 64 << 10];
+        let mut killed = false;
         loop {
             let n = match ours.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if !killed && self.out.cancelled() {
+                        let _ = self.engine.kill(c, libc::SIGKILL);
+                        killed = true;
+                    }
+                    continue;
+                }
                 Err(_) => break,
             };
             for (_, bytes) in demux.push(&buf[..n]) {
                 self.out.stream(&String::from_utf8_lossy(&bytes));
             }
         }
-        self.engine.wait(c)
+        let code = self.engine.wait(c)?;
+        if killed {
+            return Err(super::cancelled());
+        }
+        Ok(code)
     }
 
     /// The container's changes as a tar layer in `<root>/build-tmp` (the step's commit
