@@ -141,7 +141,7 @@ fn build_makes_the_image_the_dockerfile_describes() -> Result<()> {
         "a history entry per step plus the base's: {history}"
     );
     ensure!(
-        lines[0].starts_with("/bin/sh -c #(nop)  CMD [\"cat\",\"/app/greet\"]|0B"),
+        lines[0].starts_with("/bin/sh -c #(nop)  CMD [\"cat\" \"/app/greet\"]|0B"),
         "{history}"
     );
     ensure!(

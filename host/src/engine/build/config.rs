@@ -35,6 +35,16 @@ fn text(args: &Args) -> String {
     }
 }
 
+/// A list as Go's `%q` prints it (`["sh" "-c" "x"]`): how Docker's classic builder writes
+/// CMD, ENTRYPOINT and SHELL into the history.
+fn go_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| serde_json::to_string(s).unwrap_or_default())
+        .collect();
+    format!("[{}]", quoted.join(" "))
+}
+
 /// A command as the config stores it: the exec form as is, the shell form in the shell.
 pub(super) fn command(st: &Stage, args: &Args) -> Vec<String> {
     match args {
@@ -108,11 +118,7 @@ pub(super) fn apply(st: &Stage, i: &Instruction, escape: char) -> Result<(Value,
                 // Docker: an ENTRYPOINT drops an inherited CMD (a CMD later in the stage stays).
                 config["Cmd"] = Value::Null;
             }
-            nop(&format!(
-                "{} {}",
-                i.keyword,
-                serde_json::to_string(&cmd).unwrap_or_default()
-            ))
+            nop(&format!("{} {}", i.keyword, go_list(&cmd)))
         }
         "EXPOSE" => {
             let mut ports = Vec::new();
@@ -195,10 +201,7 @@ pub(super) fn apply(st: &Stage, i: &Instruction, escape: char) -> Result<(Value,
                 return Err(what("SHELL requires at least one argument".into()));
             }
             config["Shell"] = json!(shell);
-            nop(&format!(
-                "SHELL {}",
-                serde_json::to_string(shell).unwrap_or_default()
-            ))
+            nop(&format!("SHELL {}", go_list(shell)))
         }
         "ONBUILD" => {
             let trigger = i.onbuild_expression().unwrap_or_else(|| text(&i.args));
